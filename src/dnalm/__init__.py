@@ -1,0 +1,1 @@
+"""dnalm: pretrained vs scratch DNA language models."""

@@ -1,0 +1,426 @@
+"""Behaviour of the FASTA reader, normaliser and checksums, including every rejected input."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import hashlib
+import pickle
+import random
+import tempfile
+from pathlib import Path
+
+import pysam
+import pytest
+from Bio import bgzf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dnalm.fasta import (
+    ChecksumError,
+    FastaFormatError,
+    FastaStats,
+    file_checksum,
+    normalise_fasta,
+    open_genome,
+    read_fasta,
+    record_lengths,
+    verify_checksum,
+)
+
+SHARED = Path(__file__).parents[2] / "shared" / "data"
+VIRAL = SHARED / "genomes" / "viral" / "viral_reference_genomes.fasta"
+MANIFEST = SHARED / "genomes" / "viral" / "manifest.tsv"
+MVOLTAE = SHARED / "genomes" / "nonviral" / "Mvoltae_A3_NC_014222.1.fna.gz"
+HUMAN = SHARED / "genomes" / "nonviral" / "Hsapiens_hg38_chr2_1-2333275.fa.gz"
+IUPAC = "ACGTUNRYKMSWBDHV"
+
+
+def _write(path: Path, data: str | bytes, compress: str = "plain") -> Path:
+    raw = data.encode() if isinstance(data, str) else data
+    if compress == "gzip":
+        raw = gzip.compress(raw)
+    elif compress == "bgzip":
+        with bgzf.BgzfWriter(str(path), "wb") as out:
+            out.write(raw)
+        return path
+    path.write_bytes(raw)
+    return path
+
+
+def _fasta_text(records: list[tuple[str, str]], width: int = 60, newline: str = "\n") -> str:
+    out = []
+    for rid, seq in records:
+        out.append(f">{rid} some description")
+        out.extend(seq[i : i + width] for i in range(0, len(seq), width))
+    return newline.join(out) + newline
+
+
+def _error(path: Path) -> FastaFormatError:
+    with pytest.raises(FastaFormatError) as info:
+        list(read_fasta(path))
+    return info.value
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_reads_ids_and_sequences_keeping_case(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", ">chr1 first one\nACGTac\ngtNN\n>chr2\tdesc\nRYKM\n")
+    assert list(read_fasta(path)) == [("chr1", "ACGTacgtNN"), ("chr2", "RYKM")]
+
+
+def test_all_iupac_codes_upper_and_lower_are_accepted(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", f">x\n{IUPAC}\n{IUPAC.lower()}\n")
+    assert list(read_fasta(path)) == [("x", IUPAC + IUPAC.lower())]
+
+
+def test_crlf_line_endings_are_tolerated(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", ">a x\r\nACGT\r\nAC\r\n>b\r\nGG\r\n")
+    assert list(read_fasta(path)) == [("a", "ACGTAC"), ("b", "GG")]
+
+
+def test_blank_lines_anywhere_are_tolerated(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", "\n\n>a\nAC\n\nGT\n\n\n>b\n\nTT\n\n")
+    assert list(read_fasta(path)) == [("a", "ACGT"), ("b", "TT")]
+
+
+def test_last_line_without_newline(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", ">a\nACGT")
+    assert list(read_fasta(path)) == [("a", "ACGT")]
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bgzip"])
+def test_compression_is_detected_by_content_not_name(tmp_path: Path, compress: str) -> None:
+    path = _write(tmp_path / "looks_plain.fa", ">a\nACGT\n>b\nTTTT\n", compress)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert list(read_fasta(path)) == [("a", "ACGT"), ("b", "TTTT")]
+
+
+def test_plain_file_named_gz_is_read_as_plain(tmp_path: Path) -> None:
+    path = _write(tmp_path / "not_really.fa.gz", ">a\nACGT\n")
+    assert list(read_fasta(path)) == [("a", "ACGT")]
+
+
+def test_empty_file_is_rejected(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "empty.fa", ""))
+    assert str(err).startswith(f"{tmp_path / 'empty.fa'}: no FASTA records")
+    assert (err.record, err.line, err.position) == (None, None, None)
+    assert err.path == tmp_path / "empty.fa"
+
+
+def test_file_with_only_blank_lines_is_rejected(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "blank.fa", "\n\r\n  \n"))
+    assert "no FASTA records" in str(err)
+
+
+def test_text_before_first_header_is_rejected(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "g.fa", "\nACGT\n>a\nACGT\n"))
+    assert (err.record, err.line, err.position) == (None, 2, None)
+    assert str(err).startswith(f"{tmp_path / 'g.fa'}, line 2: text before the first '>' header")
+
+
+def test_header_without_id_is_rejected(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "g.fa", ">a\nACGT\n>   \nACGT\n"))
+    assert (err.record, err.line) == (None, 3)
+    assert str(err).startswith(f"{tmp_path / 'g.fa'}, line 3: '>' header line has no record id")
+
+
+def test_duplicate_id_names_both_lines(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "g.fa", ">chr1 a\nACGT\n>chr2\nGG\n>chr1 b\nTT\n"))
+    assert (err.record, err.line) == ("chr1", 5)
+    assert str(err).startswith(
+        f"{tmp_path / 'g.fa'}, record 'chr1', line 5: duplicate record id 'chr1' "
+        "(first used on line 1, again on line 5)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "record", "line"),
+    [(">a\n>b\nACGT\n", "a", 1), (">a\nACGT\n>b\n\n", "b", 3), (">a\r\n\r\n>b\nAC\n", "a", 1)],
+)
+def test_empty_record_is_rejected(tmp_path: Path, text: str, record: str, line: int) -> None:
+    err = _error(_write(tmp_path / "g.fa", text))
+    assert (err.record, err.line, err.position) == (record, line, None)
+    assert f"record {record!r}, line {line}: record has a header but no sequence" in str(err)
+
+
+def test_invalid_character_reports_record_line_and_position(tmp_path: Path) -> None:
+    seq = ["ACGT" * 15] * 12 + ["ACGTACGTAC" + "X" + "A" * 49, "ACGT", "ZZZ"]
+    path = _write(tmp_path / "genome.fa", ">chr2 second\n" + "\n".join(seq) + "\n")
+    err = _error(path)
+    assert (err.record, err.line, err.position) == ("chr2", 14, 731)
+    assert str(err).startswith(
+        f"{path}, record 'chr2', line 14, position 731: invalid character 'X' "
+        "(allowed: IUPAC nucleotide codes ACGTUNRYKMSWBDHV, upper or lower case)"
+    )
+
+
+def test_invalid_character_position_counts_past_crlf_and_blank_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", ">ok\r\nAC\r\n>bad x\r\nACGT\r\n\r\nAC-GT\r\n")
+    err = _error(path)
+    assert (err.record, err.line, err.position) == ("bad", 6, 7)
+    assert "invalid character '-'" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"), [(" ", "' '"), ("1", "'1'"), ("x", "'x'"), ("*", "'*'")]
+)
+def test_each_non_iupac_character_is_rejected(tmp_path: Path, char: str, shown: str) -> None:
+    err = _error(_write(tmp_path / "g.fa", f">a\nAC{char}GT\n"))
+    assert (err.record, err.line, err.position) == ("a", 2, 3)
+    assert f"invalid character {shown}" in str(err)
+
+
+def test_non_ascii_byte_is_reported(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "g.fa", b">a\nACG\xffT\n"))
+    assert (err.line, err.position) == (2, 4)
+    assert "invalid character '\xff'" in str(err)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_damaged_gzip_is_reported(tmp_path: Path, damage: str) -> None:
+    rng = random.Random(1)
+    text = _fasta_text([("a", "".join(rng.choice("ACGT") for _ in range(200_000)))])
+    blob = gzip.compress(text.encode())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    else:
+        blob = blob[:20] + bytes(b ^ 0x5A for b in blob[20:200]) + blob[200:]
+    path = _write(tmp_path / "g.fa.gz", blob)
+    err = _error(path)
+    assert str(err).startswith(str(path))
+    assert "truncated or corrupt gzip" in str(err)
+
+
+def test_unsupported_compression_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa.bz2", bz2.compress(b">a\nACGT\n"))
+    assert "bzip2-compressed" in str(_error(path))
+
+
+def test_error_is_a_value_error_and_survives_pickling(tmp_path: Path) -> None:
+    err = FastaFormatError(tmp_path / "g.fa", "boom", record="r", position=3, line=4)
+    assert isinstance(err, ValueError)
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.path, copy.record, copy.position, copy.line) == (tmp_path / "g.fa", "r", 3, 4)
+    assert str(copy) == str(err) == f"{tmp_path / 'g.fa'}, record 'r', line 4, position 3: boom"
+
+
+# --------------------------------------------------------------------------- property test
+
+_ids = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.|:-", min_size=1)
+_seqs = st.text(IUPAC + IUPAC.lower(), min_size=1, max_size=300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(st.tuples(_ids, _seqs), min_size=1, max_size=6, unique_by=lambda r: r[0]),
+    width=st.integers(1, 80),
+    crlf=st.booleans(),
+    compress=st.sampled_from(["plain", "gzip", "bgzip"]),
+)
+def test_written_records_read_back_exactly(
+    records: list[tuple[str, str]], width: int, crlf: bool, compress: str
+) -> None:
+    text = _fasta_text(records, width, "\r\n" if crlf else "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp) / "g.fa", text, compress)
+        assert list(read_fasta(path)) == records
+
+
+# --------------------------------------------------------------------------- normalise
+
+
+def _records_for_roundtrip() -> list[tuple[str, str]]:
+    rng = random.Random(7)
+    return [
+        ("chrA", "".join(rng.choice("ACGTacgtNRY") for _ in range(5_003))),
+        ("chrB", "".join(rng.choice("ACGTN") for _ in range(70_001))),
+        ("tiny", "G"),
+    ]
+
+
+@pytest.mark.parametrize("compress", ["plain", "gzip", "bgzip"])
+def test_normalise_round_trip_with_coordinate_reads(tmp_path: Path, compress: str) -> None:
+    records = _records_for_roundtrip()
+    src = _write(tmp_path / "in.fa", _fasta_text(records, width=73), compress)
+    dest = tmp_path / "out" / "genome.fa.gz"
+    stats = normalise_fasta(src, dest)
+
+    assert sorted(p.name for p in dest.parent.iterdir()) == [
+        "genome.fa.gz",
+        "genome.fa.gz.fai",
+        "genome.fa.gz.gzi",
+    ]
+    assert dest.read_bytes()[:4] == b"\x1f\x8b\x08\x04"  # gzip with the BGZF extra field
+    assert list(read_fasta(dest)) == records
+    assert record_lengths(dest) == {rid: len(seq) for rid, seq in records}
+    assert list(record_lengths(dest)) == ["chrA", "chrB", "tiny"]
+
+    genome = open_genome(dest)
+    rng = random.Random(3)
+    for rid, seq in records:
+        assert str(genome[rid][:]) == seq
+        for _ in range(20):
+            start = rng.randrange(len(seq))
+            end = rng.randrange(start, len(seq)) + 1
+            assert genome[rid][start:end].seq == seq[start:end]
+    with pysam.FastaFile(str(dest)) as fa:  # samtools-compatible: htslib reads it as is
+        assert fa.fetch("chrB", 60_000, 60_100) == records[1][1][60_000:60_100]
+
+    joined = "".join(seq for _, seq in records).upper()
+    acgt = sum(joined.count(c) for c in "ACGT")
+    assert stats == FastaStats(
+        records=3,
+        bases=len(joined),
+        gc_fraction=(joined.count("G") + joined.count("C")) / acgt,
+        n_fraction=joined.count("N") / len(joined),
+        lengths={rid: len(seq) for rid, seq in records},
+    )
+    assert stats.to_dict()["lengths"] == {"chrA": 5_003, "chrB": 70_001, "tiny": 1}
+
+
+def test_normalise_line_width_is_used_in_the_index(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">a\n" + "ACGT" * 100 + "\n")
+    normalise_fasta(src, tmp_path / "g.fa.gz", line_width=50)
+    fields = (tmp_path / "g.fa.gz.fai").read_text().split("\t")
+    assert fields[:2] == ["a", "400"] and fields[3:5] == ["50", "51\n"]
+
+
+@pytest.mark.parametrize(("soft_mask", "expected"), [("keep", "ACgtNn"), ("upper", "ACGTNN")])
+def test_soft_mask_keep_or_upper(tmp_path: Path, soft_mask: str, expected: str) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nACgtNn\n")
+    normalise_fasta(src, tmp_path / "g.fa.gz", soft_mask=soft_mask)
+    assert open_genome(tmp_path / "g.fa.gz")["a"][:].seq == expected
+
+
+@pytest.mark.parametrize(("rna_to_dna", "expected"), [(True, "ACGTtT"), (False, "ACGUuT")])
+def test_rna_to_dna(tmp_path: Path, rna_to_dna: bool, expected: str) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nACGUuT\n")
+    stats = normalise_fasta(src, tmp_path / "g.fa.gz", rna_to_dna=rna_to_dna)
+    assert open_genome(tmp_path / "g.fa.gz")["a"][:].seq == expected
+    assert stats.gc_fraction == pytest.approx(2 / 6 if rna_to_dna else 2 / 4)
+
+
+def test_normalise_crlf_input(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">a x\r\nACGT\r\nGG\r\n>b\r\nTT\r\n")
+    normalise_fasta(src, tmp_path / "g.fa.gz")
+    genome = open_genome(tmp_path / "g.fa.gz")
+    assert (genome["a"][:].seq, genome["b"][:].seq) == ("ACGTGG", "TT")
+
+
+def test_failed_normalise_leaves_nothing_behind(tmp_path: Path) -> None:
+    good = "".join(random.Random(2).choice("ACGT") for _ in range(300_000))
+    src = _write(tmp_path / "in.fa", _fasta_text([("ok", good), ("bad", "ACGTXACGT")]))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FastaFormatError, match=r"record 'bad', line \d+, position 5"):
+        normalise_fasta(src, out / "g.fa.gz")
+    assert list(out.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa", "out"]
+
+
+def test_failed_normalise_keeps_previous_output_intact(tmp_path: Path) -> None:
+    normalise_fasta(_write(tmp_path / "v1.fa", ">a\nACGT\n"), tmp_path / "g.fa.gz")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(FastaFormatError):
+        normalise_fasta(_write(tmp_path / "v2.fa", ">a\nAC\n>a\nGG\n"), tmp_path / "g.fa.gz")
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "v2.fa"}
+    assert after == before
+
+
+def test_normalise_rejects_bad_arguments_before_writing(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nACGT\n")
+    with pytest.raises(ValueError, match=r"must end in '\.fa\.gz'"):
+        normalise_fasta(src, tmp_path / "g.fasta.gz")
+    with pytest.raises(ValueError, match="soft_mask must be 'keep' or 'upper'"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", soft_mask="lower")
+    with pytest.raises(ValueError, match="line_width"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", line_width=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["in.fa"]
+
+
+def test_open_genome_requires_the_index(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa.gz", ">a\nACGT\n", "bgzip")
+    with pytest.raises(FileNotFoundError, match="index missing"):
+        open_genome(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.fa.gz"]  # and it did not build one
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def test_checksums_match(tmp_path: Path) -> None:
+    path = _write(tmp_path / "f.bin", b"hello genome\n")
+    sha = hashlib.sha256(b"hello genome\n").hexdigest()
+    md5 = hashlib.md5(b"hello genome\n").hexdigest()
+    assert file_checksum(path) == sha
+    assert file_checksum(path, "md5") == md5
+    for expected in (f"sha256:{sha}", f"md5:{md5}", sha, md5, sha.upper(), f"SHA256:{sha}"):
+        verify_checksum(path, expected)
+
+
+def test_checksum_mismatch_names_file_expected_and_actual(tmp_path: Path) -> None:
+    path = _write(tmp_path / "f.bin", b"hello genome\n")
+    actual = hashlib.sha256(b"hello genome\n").hexdigest()
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError) as info:
+        verify_checksum(path, wrong)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert (err.expected, err.actual) == (f"sha256:{wrong}", f"sha256:{actual}")
+    for part in (str(path), wrong, actual):
+        assert part in str(err)
+    with pytest.raises(ChecksumError, match="md5:"):
+        verify_checksum(path, "md5:" + "f" * 32)
+
+
+@pytest.mark.parametrize("expected", ["abc123", "sha999:00", "sha256:not-hex"])
+def test_malformed_expected_checksum(tmp_path: Path, expected: str) -> None:
+    path = _write(tmp_path / "f.bin", b"x")
+    with pytest.raises(ValueError) as info:
+        verify_checksum(path, expected)
+    assert not isinstance(info.value, ChecksumError)
+
+
+# --------------------------------------------------------------------------- real data, in place
+
+
+def _need(path: Path) -> None:
+    if not path.exists():
+        pytest.skip(f"shared data file {path} not present (see ../shared/data/README.md)")
+
+
+def test_real_viral_references_match_manifest() -> None:
+    _need(VIRAL)
+    _need(MANIFEST)
+    with open(MANIFEST, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["file"] == VIRAL.name]
+    expected = {r["record_header"].split()[0]: int(r["length_nt"]) for r in rows}
+    got = {rid: len(seq) for rid, seq in read_fasta(VIRAL)}
+    assert len(got) == 79
+    assert got == expected
+    assert 1_600_000 < sum(got.values()) < 1_700_000
+
+
+def test_real_gzip_archaeon_genome() -> None:
+    _need(MVOLTAE)
+    sums = SHARED / "SHA256SUMS"
+    if sums.exists():
+        line = next(x for x in sums.read_text().splitlines() if x.endswith(MVOLTAE.name))
+        verify_checksum(MVOLTAE, line.split()[0])
+    records = list(read_fasta(MVOLTAE))
+    assert [(rid, len(seq)) for rid, seq in records] == [("NC_014222.1", 1_936_387)]
+
+
+def test_real_bgzip_genome_and_its_samtools_index() -> None:
+    _need(HUMAN)
+    records = list(read_fasta(HUMAN))
+    assert {rid: len(seq) for rid, seq in records} == record_lengths(HUMAN)
+    ((rid, seq),) = records
+    assert seq[:10_000] == "N" * 10_000
+    assert any(c.islower() for c in seq[10_000:20_000])  # UCSC soft-masking kept
+    genome = open_genome(HUMAN)  # read-only directory: must not try to write an index
+    for start in (0, 10_000, 1_000_003, len(seq) - 77):
+        assert genome[rid][start : start + 77].seq == seq[start : start + 77]
