@@ -1,0 +1,39 @@
+"""Classification metrics, computed by scikit-learn; NaN where a metric is undefined."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn import metrics as skm
+
+METRICS = ("accuracy", "mcc", "f1", "auroc", "auprc")
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Accuracy, MCC, macro-F1, AUROC and AUPRC from true labels and class probabilities.
+
+    Binary tasks score the class with id 1 as positive. AUROC/AUPRC are NaN when the labels hold
+    a single class (e.g. a tiny test split), rather than a misleading number.
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, dtype=np.float64)
+    n_classes = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    out = {
+        "accuracy": float(skm.accuracy_score(labels, pred)),
+        "mcc": float(skm.matthews_corrcoef(labels, pred)),
+        "f1": float(skm.f1_score(labels, pred, average="macro", labels=np.arange(n_classes), zero_division=0)),
+    }
+    present = np.unique(labels)
+    if len(present) < 2:
+        out["auroc"] = out["auprc"] = math.nan
+    elif n_classes == 2:
+        out["auroc"] = float(skm.roc_auc_score(labels, probs[:, 1]))
+        out["auprc"] = float(skm.average_precision_score(labels, probs[:, 1]))
+    else:
+        onehot = np.eye(n_classes)[labels]
+        cols = present
+        out["auroc"] = float(skm.roc_auc_score(onehot[:, cols], probs[:, cols], average="macro"))
+        out["auprc"] = float(skm.average_precision_score(onehot[:, cols], probs[:, cols], average="macro"))
+    return out
