@@ -1,0 +1,101 @@
+"""Model architectures of the study, registered with the `transformers` Auto classes on import.
+
+After `import dnalm.models`, `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and
+`AutoModelForSequenceClassification` resolve the `dnalm_hyena` and `dnalm_gpt` model types
+(from configs and from `save_pretrained` directories) without `trust_remote_code`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedConfig,
+)
+
+from .modeling_gpt import (
+    DnaGPTConfig,
+    DnaGPTForCausalLM,
+    DnaGPTForSequenceClassification,
+    DnaGPTModel,
+)
+from .modeling_hyena import (
+    HyenaConfig,
+    HyenaForCausalLM,
+    HyenaForSequenceClassification,
+    HyenaModel,
+)
+from .sizes import MODEL_SIZES, PARAMETER_COUNTS, SIZE_NAMES
+
+ARCHITECTURES = ("hyena", "gpt")
+
+_CONFIGS: dict[str, type[PreTrainedConfig]] = {"hyena": HyenaConfig, "gpt": DnaGPTConfig}
+
+for _config, _base, _lm, _clf in (
+    (HyenaConfig, HyenaModel, HyenaForCausalLM, HyenaForSequenceClassification),
+    (DnaGPTConfig, DnaGPTModel, DnaGPTForCausalLM, DnaGPTForSequenceClassification),
+):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _base, exist_ok=True)
+    AutoModelForCausalLM.register(_config, _lm, exist_ok=True)
+    AutoModelForSequenceClassification.register(_config, _clf, exist_ok=True)
+
+
+def model_config(
+    arch: str,
+    size: str,
+    *,
+    vocab_size: int,
+    pad_token_id: int,
+    max_seq_len: int,
+    num_labels: int = 2,
+    **overrides: Any,
+) -> PreTrainedConfig:
+    """Config of the named `size` of `arch`, for `AutoModelFor*.from_config`.
+
+    `max_seq_len` is the longest input the model must accept (for GPT it becomes
+    `max_position_embeddings`); `overrides` are passed to the config class last.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    sizes = MODEL_SIZES[arch]
+    if size not in sizes:
+        raise ValueError(f"unknown {arch} size {size!r}; choose one of {', '.join(sizes)}")
+    length_key = "max_seq_len" if arch == "hyena" else "max_position_embeddings"
+    kwargs: dict[str, Any] = {
+        **sizes[size],
+        "vocab_size": vocab_size,
+        "pad_token_id": pad_token_id,
+        length_key: max_seq_len,
+        "num_labels": num_labels,
+        **overrides,
+    }
+    return _CONFIGS[arch](**kwargs)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters (shared and tied tensors counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "MODEL_SIZES",
+    "PARAMETER_COUNTS",
+    "SIZE_NAMES",
+    "DnaGPTConfig",
+    "DnaGPTForCausalLM",
+    "DnaGPTForSequenceClassification",
+    "DnaGPTModel",
+    "HyenaConfig",
+    "HyenaForCausalLM",
+    "HyenaForSequenceClassification",
+    "HyenaModel",
+    "count_parameters",
+    "model_config",
+]

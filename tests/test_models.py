@@ -1,0 +1,329 @@
+"""Tests of the model code: shapes, causality, checkpoints, pooling, sizes, and that models learn."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+)
+
+import dnalm.models as models
+from dnalm.models import (
+    ARCHITECTURES,
+    DnaGPTForCausalLM,
+    DnaGPTForSequenceClassification,
+    DnaGPTModel,
+    HyenaForCausalLM,
+    HyenaForSequenceClassification,
+    HyenaModel,
+    count_parameters,
+    model_config,
+)
+from dnalm.models.sizes import MODEL_SIZES, PAPER_PARAMETERS_M, PARAMETER_COUNTS
+
+torch.set_num_threads(1)
+
+VOCAB, PAD = 12, 4  # HyenaDNA character tokenizer: A, C, G, T = 7, 8, 9, 10; [PAD] = 4
+A, C, G, T = 7, 8, 9, 10
+CLASSES = {
+    "hyena": (HyenaModel, HyenaForCausalLM, HyenaForSequenceClassification),
+    "gpt": (DnaGPTModel, DnaGPTForCausalLM, DnaGPTForSequenceClassification),
+}
+
+
+def micro_config(arch: str, max_seq_len: int = 64, **overrides):
+    return model_config(
+        arch, "micro", vocab_size=VOCAB, pad_token_id=PAD, max_seq_len=max_seq_len, **overrides
+    )
+
+
+def random_dna(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(A, T + 1, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def perturb(model: torch.nn.Module, seed: int = 0) -> None:
+    """Move every parameter off its init, so loading cannot pass by re-initialising."""
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+def test_unknown_arch_or_size_names_the_choices():
+    with pytest.raises(ValueError, match="hyena, gpt"):
+        model_config("mamba", "micro", vocab_size=VOCAB, pad_token_id=PAD, max_seq_len=64)
+    with pytest.raises(ValueError, match="micro, tiny-1k"):
+        model_config("gpt", "huge", vocab_size=VOCAB, pad_token_id=PAD, max_seq_len=64)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_config_fields_and_auto_classes(arch):
+    cfg = micro_config(arch, max_seq_len=96, num_labels=3, initializer_range=0.01)
+    assert AutoConfig.for_model(cfg.model_type).__class__ is type(cfg)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size) == (64, 2, 256)
+    assert cfg.pad_token_id == PAD and cfg.vocab_size == VOCAB and cfg.num_labels == 3
+    assert cfg.max_position_embeddings == 96 and cfg.initializer_range == 0.01
+    base, lm, clf = CLASSES[arch]
+    assert type(AutoModel.from_config(cfg)) is base
+    assert type(AutoModelForCausalLM.from_config(cfg)) is lm
+    assert type(AutoModelForSequenceClassification.from_config(cfg)) is clf
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_forward_shapes_and_losses(arch):
+    torch.manual_seed(0)
+    cfg = micro_config(arch)
+    x = random_dna(3, 40)
+    lm = AutoModelForCausalLM.from_config(cfg)
+    out = lm(x, labels=x)
+    n_logits = 16 if arch == "hyena" else VOCAB  # HyenaDNA pads its vocabulary to a multiple of 8
+    assert out.logits.shape == (3, 40, n_logits)
+    # Next-token loss: position t predicts token t+1; -100 is ignored.
+    labels = x.clone()
+    labels[:, 20:] = -100
+    expected = torch.nn.functional.cross_entropy(
+        out.logits[:, :19].reshape(-1, n_logits).float(), x[:, 1:20].reshape(-1)
+    )
+    torch.testing.assert_close(lm(x, labels=labels).loss, expected)
+    # Trainer's gradient-accumulation contract: sum over tokens / num_items_in_batch.
+    summed = lm(x, labels=labels, num_items_in_batch=torch.tensor(19 * 3 * 2)).loss
+    torch.testing.assert_close(summed, expected / 2)
+
+    clf = AutoModelForSequenceClassification.from_config(micro_config(arch, num_labels=3))
+    out = clf(x, attention_mask=torch.ones_like(x), labels=torch.tensor([0, 2, 1]))
+    assert out.logits.shape == (3, 3)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in clf.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_lm_is_causal(arch):
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(micro_config(arch)).eval()
+    x = random_dna(2, 48)
+    y = x.clone()
+    y[:, 30] = torch.where(x[:, 30] == A, C, A)
+    with torch.no_grad():
+        a, b = lm(x).logits, lm(y).logits
+    torch.testing.assert_close(a[:, :30], b[:, :30], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(a[:, 30:], b[:, 30:], atol=1e-4)
+
+
+def test_hyena_rejects_inputs_longer_than_max_seq_len():
+    lm = AutoModelForCausalLM.from_config(micro_config("hyena", max_seq_len=32))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        lm(random_dna(1, 33))
+
+
+def test_hyena_parameter_names_follow_hf_hyenadna():
+    lm = AutoModelForCausalLM.from_config(micro_config("hyena"))
+    names = set(lm.state_dict())
+    layer = "hyena.backbone.layers.1."
+    for name in [
+        "hyena.backbone.embeddings.word_embeddings.weight",
+        layer + "mixer.in_proj.weight",
+        layer + "mixer.short_filter.weight",
+        layer + "mixer.filter_fn.bias",
+        layer + "mixer.filter_fn.implicit_filter.0.weight",
+        layer + "mixer.filter_fn.implicit_filter.1.freq",
+        layer + "mixer.filter_fn.implicit_filter.6.weight",
+        layer + "mixer.filter_fn.modulation.deltas",
+        layer + "mixer.out_proj.weight",
+        layer + "norm1.weight",
+        layer + "norm2.bias",
+        layer + "mlp.fc1.weight",
+        layer + "mlp.fc2.bias",
+        "hyena.backbone.ln_f.weight",
+        "lm_head.weight",
+    ]:
+        assert name in names, name
+    # Positional features are recomputed buffers, not part of the checkpoint.
+    assert not any(n.endswith(("pos_emb.z", "pos_emb.t")) for n in names)
+    mixer = lm.hyena.backbone.layers[1].mixer
+    assert mixer.in_proj.weight.shape == (3 * 64, 64)
+    assert mixer.short_filter.weight.shape == (3 * 64, 1, 3)
+    assert mixer.filter_fn.pos_emb.z.shape == (1, 64, 5)
+    assert lm.lm_head.weight is lm.hyena.backbone.embeddings.word_embeddings.weight
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_save_load_round_trip(arch, tmp_path):
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(micro_config(arch)).eval()
+    perturb(lm)
+    lm.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert "model.safetensors" in files and "config.json" in files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")) for f in files)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(lm)
+    x = random_dna(2, 50)
+    with torch.no_grad():
+        assert torch.equal(lm(x).logits, loaded(x).logits)
+    if arch == "hyena":  # the sine frequency stays one shared tensor per filter
+        filt = loaded.hyena.backbone.layers[0].mixer.filter_fn.implicit_filter
+        assert filt[3].freq is filt[1].freq and filt[5].freq is filt[1].freq
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_classifier_from_lm_checkpoint_keeps_backbone_and_adds_fresh_head(arch, tmp_path):
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(micro_config(arch))
+    perturb(lm)
+    lm.save_pretrained(tmp_path)
+    clf, info = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=3, output_loading_info=True
+    )
+    assert type(clf) is CLASSES[arch][2]
+    assert set(info["missing_keys"]) == {"score.weight", "score.bias"}
+    assert not info["mismatched_keys"]
+    backbone = lm.base_model_prefix  # "hyena" or "model": same prefix in both heads
+    lm_state, clf_state = lm.state_dict(), clf.state_dict()
+    shared = [k for k in clf_state if k.startswith(backbone + ".")]
+    assert len(shared) == sum(k.startswith(backbone + ".") for k in lm_state)
+    for key in shared:
+        assert torch.equal(clf_state[key], lm_state[key]), key
+    # The head is newly initialised: small random weights, zero bias, right shape.
+    assert clf.score.weight.shape == (3, 64)
+    assert 0 < clf.score.weight.std() < 0.1 and torch.all(clf.score.bias == 0)
+    assert clf(random_dna(2, 20)).logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_mean_pooling_ignores_right_padding(arch):
+    torch.manual_seed(0)
+    clf = AutoModelForSequenceClassification.from_config(micro_config(arch)).eval()
+    perturb(clf)
+    x = random_dna(2, 40)
+    padded = torch.cat([x, torch.full((2, 9), PAD)], dim=1)
+    mask = torch.cat([torch.ones(2, 40), torch.zeros(2, 9)], dim=1).long()
+    # A batch of unequal lengths: the second sequence is 31 long, padded to 40.
+    ragged = x.clone()
+    ragged[1, 31:] = PAD
+    ragged_mask = (ragged != PAD).long()
+    with torch.no_grad():
+        plain = clf(x).logits
+        torch.testing.assert_close(
+            clf(padded, attention_mask=mask).logits, plain, atol=1e-5, rtol=0
+        )
+        both = clf(ragged, attention_mask=ragged_mask).logits
+        short = clf(x[1:, :31]).logits
+        # Without the mask the pads would be pooled too: make sure the mask matters.
+        unmasked = clf(padded).logits
+    torch.testing.assert_close(both[0], plain[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(both[1], short[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(unmasked, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_parameter_counts_of_named_sizes(arch):
+    assert set(MODEL_SIZES[arch]) == set(PARAMETER_COUNTS[arch]) == set(models.SIZE_NAMES)
+    for size in MODEL_SIZES[arch]:
+        cfg = model_config(arch, size, vocab_size=VOCAB, pad_token_id=PAD, max_seq_len=1024)
+        n = count_parameters(AutoModelForCausalLM.from_config(cfg))
+        print(f"{arch:6s} {size:12s} {n:>10,d}")
+        assert n == PARAMETER_COUNTS[arch][size], (size, n)
+        if arch == "hyena" and size in PAPER_PARAMETERS_M:
+            # The paper reports 0.44M, 3.3M, 6.6M: equal after its rounding.
+            paper = PAPER_PARAMETERS_M[size]
+            assert round(n / 1e6, 2 if paper < 1 else 1) == paper, (size, n, paper)
+
+
+# --- learning check -------------------------------------------------------------------------
+
+MOTIF = torch.tensor([T, A, T, A])  # "TATA"
+
+
+def contains_motif(x: torch.Tensor) -> torch.Tensor:
+    return (x.unfold(1, len(MOTIF), 1) == MOTIF).all(-1).any(-1)
+
+
+def motif_task(
+    n: int, length: int, seed: int, copies: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label 1: `copies` TATA inserted in random DNA. Label 0: as many scrambled copies of the same
+    letters (ATAT, AATT, TAAT, ...) and no TATA anywhere. Both classes have the same base
+    composition, so only the order of the bases tells them apart."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(A, T + 1, (n, length), generator=g)
+    y = torch.arange(n) % 2
+    for i in range(n):
+        while True:
+            x[i] = torch.randint(A, T + 1, (length,), generator=g)
+            for _ in range(copies):
+                at = int(torch.randint(0, length - len(MOTIF) + 1, (1,), generator=g))
+                order = (
+                    torch.arange(len(MOTIF)) if y[i] else torch.randperm(len(MOTIF), generator=g)
+                )
+                x[i, at : at + len(MOTIF)] = MOTIF[order]
+            if bool(contains_motif(x[i : i + 1])) == bool(y[i]):
+                break
+    return x, y
+
+
+def train_classifier(model, x, y, steps: int, batch: int, lr: float = 1e-3) -> None:
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for step in range(steps):
+        xb, yb = x[step * batch : (step + 1) * batch], y[step * batch : (step + 1) * batch]
+        loss = model(xb, attention_mask=torch.ones_like(xb), labels=yb).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+@torch.no_grad()
+def accuracy(model, x, y) -> float:
+    model.eval()
+    return (model(x).logits.argmax(-1) == y).float().mean().item()
+
+
+class BagOfBases(torch.nn.Module):
+    """Control: a classifier that sees only base counts must stay at chance on this task."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(VOCAB, 2)
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        counts = torch.nn.functional.one_hot(input_ids, VOCAB).float().mean(1)
+        logits = self.linear(counts * 10)
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return type("Out", (), {"loss": loss, "logits": logits})
+
+
+STEPS, BATCH, LENGTH = 300, 64, 32
+
+
+@pytest.fixture(scope="module")
+def motif_data():
+    return motif_task(STEPS * BATCH, LENGTH, seed=1), motif_task(1024, LENGTH, seed=2)
+
+
+def test_motif_task_needs_sequence_order(motif_data):
+    (x, y), (x_test, y_test) = motif_data
+    assert abs(y_test.float().mean().item() - 0.5) < 0.01
+    assert torch.equal(contains_motif(x_test), y_test.bool())
+    torch.manual_seed(0)
+    control = BagOfBases()
+    train_classifier(control, x, y, STEPS, BATCH, lr=1e-2)
+    assert accuracy(control, x_test, y_test) < 0.6
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_micro_classifier_learns_motif_from_scratch(arch, motif_data):
+    """A from-scratch `micro` classifier must read the sequence: well above chance."""
+    (x, y), (x_test, y_test) = motif_data
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(micro_config(arch, max_seq_len=LENGTH))
+    train_classifier(model, x, y, STEPS, BATCH)
+    acc = accuracy(model, x_test, y_test)
+    print(f"{arch}: held-out accuracy {acc:.3f}")
+    assert acc > 0.75
