@@ -1,0 +1,181 @@
+"""Classify any FASTA with a fine-tuned model: per-window and per-record class probabilities.
+
+Records are streamed and cut into windows of the model's training length (the last window is
+moved back to end at the record's end; records shorter than a window are one padded window), so
+memory stays bounded by one record and one batch. Per record:
+- `prob_<label>`: mean over windows of each class probability (the call: `predicted`);
+- `max_<positive>`: the highest window probability of the positive class (id 1), which flags a
+  short viral island in a long host contig;
+- `weighted_<positive>`: the mean weighted by the bases each window adds to the record's coverage
+  (a tail window that overlaps its neighbour counts only for its new bases), so every base of the
+  record counts once.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dnalm.fasta import read_fasta
+from dnalm.tokenization import encode_bytes, lookup_table
+from dnalm.training import autocast
+
+
+def record_windows(length: int, window: int, stride: int) -> list[tuple[int, int]]:
+    """(start, end) windows covering a record of `length` bases, the last one flush with its end."""
+    if length <= window:
+        return [(0, length)]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return [(s, s + window) for s in starts]
+
+
+def load_classifier(model_dir: str | Path, device: torch.device):
+    """Load a fine-tuned model and its tokenizer, checking that they belong together."""
+    from transformers import AutoModelForSequenceClassification
+
+    import dnalm.models  # noqa: F401  (registers the architectures with the Auto classes)
+    from dnalm.tokenization import load_tokenizer
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
+    if not (model_dir / "tokenizer.json").exists():
+        raise FileNotFoundError(
+            f"{model_dir} has no tokenizer.json: save the tokenizer the model was trained with beside it"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
+    tokenizer = load_tokenizer(model_dir)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(
+            f"tokenizer in {model_dir} has {len(tokenizer)} tokens but the model embeds only "
+            f"{model.config.vocab_size}: model and tokenizer do not belong together"
+        )
+    return model, tokenizer
+
+
+def _window_batches(
+    fasta: str | Path, window: int, stride: int, batch_size: int
+) -> Iterator[list[tuple[str, int, int, int, str]]]:
+    """Batches of (record, record_length, start, end, sequence) across records."""
+    batch = []
+    for record, seq in read_fasta(fasta):
+        for start, end in record_windows(len(seq), window, stride):
+            batch.append((record, len(seq), start, end, seq[start:end]))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def predict_fasta(
+    model,
+    tokenizer,
+    fasta: str | Path,
+    out_records: str | Path,
+    *,
+    window: int,
+    stride: int,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    out_windows: str | Path | None = None,
+    progress: bool = True,
+) -> int:
+    """Write per-record (and optionally per-window) probabilities; returns the record count."""
+    from tqdm import tqdm
+
+    device = device or torch.device("cpu")
+    table = lookup_table(tokenizer)
+    pad = tokenizer.pad_token_id
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    positive = labels[1] if len(labels) > 1 else labels[0]
+    rec_cols = [
+        "record",
+        "length",
+        "windows",
+        "predicted",
+        *(f"prob_{x}" for x in labels),
+        f"max_{positive}",
+        f"weighted_{positive}",
+    ]
+    win_cols = ["record", "start", "end", *(f"prob_{x}" for x in labels)]
+    out_records = Path(out_records)
+    tmp_records = out_records.with_name(out_records.name + ".tmp")
+    tmp_windows = Path(str(out_windows) + ".tmp") if out_windows else None
+    n_records = 0
+    current: dict | None = None
+
+    def flush(rec, rw):
+        nonlocal n_records
+        probs, weights = np.array(rec["probs"]), np.array(rec["weights"], dtype=float)
+        mean = probs.mean(axis=0)
+        pos = probs[:, labels.index(positive)]
+        rw.writerow(
+            [
+                rec["record"],
+                rec["length"],
+                len(probs),
+                labels[int(mean.argmax())],
+                *(f"{p:.6f}" for p in mean),
+                f"{pos.max():.6f}",
+                f"{np.average(pos, weights=weights):.6f}",
+            ]
+        )
+        n_records += 1
+
+    try:
+        with (
+            open(tmp_records, "w", newline="") as rf,
+            open(tmp_windows, "w", newline="") if tmp_windows else open("/dev/null", "w") as wf,
+        ):
+            rw, ww = csv.writer(rf, delimiter="\t"), csv.writer(wf, delimiter="\t")
+            rw.writerow(rec_cols)
+            ww.writerow(win_cols)
+            bar = tqdm(desc="windows", unit="win", disable=not progress, mininterval=2)
+            for batch in _window_batches(fasta, window, stride, batch_size):
+                width = max(end - start for _, _, start, end, _ in batch)
+                ids = np.full((len(batch), width), pad, dtype=np.int64)
+                mask = np.zeros_like(ids)
+                for j, (*_, seq) in enumerate(batch):
+                    ids[j, : len(seq)] = encode_bytes(seq, table)
+                    mask[j, : len(seq)] = 1
+                with autocast(device):
+                    logits = model(
+                        input_ids=torch.from_numpy(ids).to(device),
+                        attention_mask=torch.from_numpy(mask).to(device),
+                    ).logits
+                probs = torch.softmax(logits.float(), -1).cpu().numpy()
+                for (record, length, start, end, _), p in zip(batch, probs, strict=True):
+                    if current is None or current["record"] != record:
+                        if current is not None:
+                            flush(current, rw)
+                        current = {
+                            "record": record,
+                            "length": length,
+                            "probs": [],
+                            "weights": [],
+                            "covered": 0,
+                        }
+                    current["probs"].append(p)
+                    current["weights"].append(max(1, end - max(start, current["covered"])))
+                    current["covered"] = end
+                    ww.writerow([record, start, end, *(f"{x:.6f}" for x in p)])
+                bar.update(len(batch))
+            if current is not None:
+                flush(current, rw)
+            bar.close()
+        tmp_records.replace(out_records)
+        if tmp_windows:
+            tmp_windows.replace(out_windows)
+    finally:
+        tmp_records.unlink(missing_ok=True)
+        if tmp_windows:
+            tmp_windows.unlink(missing_ok=True)
+    return n_records

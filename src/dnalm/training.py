@@ -1,0 +1,328 @@
+"""Training loops: next-token pretraining and classification fine-tuning.
+
+Plain loops in the spirit of nanoGPT: sample a batch, forward, backward, clip, step, log. Every
+run is driven by a seed that fixes the data order, so a pretrained and a scratch run of one seed
+see exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from logging import Logger, getLogger
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dnalm.metrics import classification_metrics
+from dnalm.shards import TokenShard
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.1
+    warmup_steps: int = 0
+    min_lr_fraction: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_sequences: int = 256
+    log_every: int = 10
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_fraction` of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    floor = cfg.lr * cfg.min_lr_fraction
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms, biases or 1-d filter parameters)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Endless shuffled epochs over n rows."""
+    if n == 0:
+        raise ValueError("cannot train on an empty split")
+    while True:
+        order = rng.permutation(n)
+        for lo in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            yield order[lo : lo + batch_size]
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class CurveWriter:
+    """Appends one TSV row per logged point so a killed run still leaves its curve."""
+
+    def __init__(self, path: str | Path, columns: list[str]):
+        self.columns = columns
+        self.handle = open(path, "w")  # noqa: SIM115 - closed in close()
+        self.handle.write("\t".join(columns) + "\n")
+
+    def write(self, **row) -> None:
+        self.handle.write("\t".join(_fmt(row.get(c, "")) for c in self.columns) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@torch.no_grad()
+def lm_loss(
+    model, shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device
+) -> float:
+    """Mean next-token loss (nats per token) over the given rows."""
+    model.eval()
+    total, count = 0.0, 0
+    for lo in range(0, len(rows), batch_size):
+        ids, mask = shard.batch(rows[lo : lo + batch_size], pad_id)
+        ids_t = torch.from_numpy(ids).to(device)
+        labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+        with autocast(device):
+            loss = model(input_ids=ids_t, labels=labels).loss
+        n = int((labels[:, 1:] != -100).sum())
+        total += float(loss) * n
+        count += n
+    model.train()
+    return total / max(1, count)
+
+
+def pretrain_lm(
+    model,
+    train: TokenShard,
+    val: TokenShard,
+    cfg: TrainConfig,
+    *,
+    pad_id: int,
+    device: torch.device,
+    curve_path: str | Path,
+    log: Logger | None = None,
+) -> dict:
+    """Next-token pretraining; returns a summary with the final validation loss."""
+    log = log or getLogger("dnalm")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model.to(device).train()
+    opt = make_optimizer(model, cfg)
+    val_rows = np.arange(min(len(val), cfg.eval_sequences))
+    curve = CurveWriter(
+        curve_path,
+        ["step", "tokens", "lr", "train_loss", "val_loss", "val_bits_per_base", "seconds"],
+    )
+    stream = batches(len(train), cfg.batch_size, rng)
+    tokens, t0, running = 0, time.perf_counter(), []
+    val_loss = float("nan")
+    try:
+        for step in range(1, cfg.steps + 1):
+            lr = learning_rate(step - 1, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            ids, mask = train.batch(next(stream), pad_id)
+            ids_t = torch.from_numpy(ids).to(device)
+            labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+            with autocast(device):
+                loss = model(input_ids=ids_t, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            tokens += int(mask.sum())
+            running.append(float(loss))
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                elapsed = time.perf_counter() - t0
+                log.info(
+                    "pretrain step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s  eta %.0fs",
+                    step,
+                    cfg.steps,
+                    np.mean(running),
+                    lr,
+                    tokens / elapsed,
+                    elapsed / step * (cfg.steps - step),
+                )
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                val_loss = lm_loss(model, val, val_rows, cfg.batch_size, pad_id, device)
+                log.info(
+                    "pretrain step %d  val loss %.4f  (%.3f bits/base)",
+                    step,
+                    val_loss,
+                    val_loss / math.log(2),
+                )
+                curve.write(
+                    step=step,
+                    tokens=tokens,
+                    lr=lr,
+                    train_loss=float(np.mean(running)),
+                    val_loss=val_loss,
+                    val_bits_per_base=val_loss / math.log(2),
+                    seconds=time.perf_counter() - t0,
+                )
+                running = []
+    finally:
+        curve.close()
+    seconds = time.perf_counter() - t0
+    return {
+        "steps": cfg.steps,
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_second": tokens / seconds,
+        "val_loss": val_loss,
+        "val_bits_per_base": val_loss / math.log(2),
+        "val_sequences": len(val_rows),
+    }
+
+
+@torch.no_grad()
+def predict_proba(model, shard: TokenShard, batch_size: int, pad_id: int, device) -> np.ndarray:
+    """Class probabilities for every sequence of a shard, in shard order."""
+    model.eval()
+    out = []
+    for lo in range(0, len(shard), batch_size):
+        rows = np.arange(lo, min(lo + batch_size, len(shard)))
+        ids, mask = shard.batch(rows, pad_id)
+        with autocast(device):
+            logits = model(
+                input_ids=torch.from_numpy(ids).to(device),
+                attention_mask=torch.from_numpy(mask).to(device),
+            ).logits
+        out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    model.train()
+    n_labels = model.config.num_labels
+    return np.concatenate(out) if out else np.zeros((0, n_labels))
+
+
+def evaluate(
+    model, shard: TokenShard, batch_size: int, pad_id: int, device
+) -> tuple[dict, np.ndarray]:
+    """Cross-entropy loss and classification metrics over a whole split."""
+    probs = predict_proba(model, shard, batch_size, pad_id, device)
+    labels = shard.labels.astype(np.int64)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
+    return {"loss": loss, **classification_metrics(labels, probs)}, probs
+
+
+def finetune_classifier(
+    model,
+    train: TokenShard,
+    val: TokenShard,
+    cfg: TrainConfig,
+    *,
+    pad_id: int,
+    device: torch.device,
+    curve_path: str | Path,
+    select_on: str = "loss",
+    log: Logger | None = None,
+) -> dict:
+    """Train a classifier, keeping the weights that score best on VALIDATION.
+
+    The test split is never seen here; the caller scores it once with the selected weights.
+    """
+    log = log or getLogger("dnalm")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model.to(device).train()
+    opt = make_optimizer(model, cfg)
+    curve = CurveWriter(
+        curve_path,
+        ["step", "lr", "train_loss", "val_loss", "val_accuracy", "val_mcc", "val_auroc", "seconds"],
+    )
+    sign = 1.0 if select_on == "loss" else -1.0  # lower loss is better, higher metrics are
+    best = {"score": math.inf, "step": 0, "state": None, "val": {}}
+    stream = batches(len(train), cfg.batch_size, rng)
+    t0, running = time.perf_counter(), []
+    try:
+        for step in range(1, cfg.steps + 1):
+            lr = learning_rate(step - 1, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            rows = next(stream)
+            ids, mask = train.batch(rows, pad_id)
+            with autocast(device):
+                loss = model(
+                    input_ids=torch.from_numpy(ids).to(device),
+                    attention_mask=torch.from_numpy(mask).to(device),
+                    labels=torch.from_numpy(train.labels[rows].astype(np.int64)).to(device),
+                ).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            running.append(float(loss))
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.info(
+                    "finetune step %d/%d  loss %.4f  lr %.2e", step, cfg.steps, np.mean(running), lr
+                )
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                scores, _ = evaluate(model, val, cfg.batch_size, pad_id, device)
+                score = sign * scores[select_on]
+                if score < best["score"]:
+                    best = {
+                        "score": score,
+                        "step": step,
+                        "val": scores,
+                        "state": copy.deepcopy(
+                            {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                        ),
+                    }
+                log.info(
+                    "finetune step %d  val loss %.4f  acc %.3f  mcc %.3f  auroc %.3f%s",
+                    step,
+                    scores["loss"],
+                    scores["accuracy"],
+                    scores["mcc"],
+                    scores["auroc"],
+                    "  (best)" if best["step"] == step else "",
+                )
+                curve.write(
+                    step=step,
+                    lr=lr,
+                    train_loss=float(np.mean(running)),
+                    val_loss=scores["loss"],
+                    val_accuracy=scores["accuracy"],
+                    val_mcc=scores["mcc"],
+                    val_auroc=scores["auroc"],
+                    seconds=time.perf_counter() - t0,
+                )
+                running = []
+    finally:
+        curve.close()
+    model.load_state_dict(best["state"])
+    return {
+        "best_step": best["step"],
+        "selected_on": select_on,
+        "val": best["val"],
+        "seconds": time.perf_counter() - t0,
+    }
