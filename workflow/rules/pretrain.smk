@@ -1,0 +1,27 @@
+# pretrain: next-token language modelling for every model of the config.
+
+
+rule pretrain:
+    input:
+        unpack(pretrain_tokens),
+        tokenizer=lambda wc: f"results/tokenizers/{MODELS[wc.model]['tokenizer']}/tokenizer.json",
+    output:
+        config="results/pretrain/{model}/config.json",
+        weights="results/pretrain/{model}/model.safetensors",
+        curve="results/pretrain/{model}/curve.tsv",
+        summary="results/pretrain/{model}/summary.json",
+    log:
+        "logs/pretrain/{model}.log",
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: resources_of("pretrain", "threads")
+    resources:
+        mem_mb=resources_of("pretrain", "mem_mb"),
+        runtime=resources_of("pretrain", "runtime"),
+        gpu=resources_of("pretrain", "gpu"),
+    params:
+        model=lambda wc: model_spec(wc.model),
+        train=config["pretrain"],
+        device=config["device"],
+    script:
+        "../scripts/pretrain.py"

@@ -1,0 +1,30 @@
+"""predict: per-record and per-window class probabilities for one FASTA."""
+
+from dnalm.runtime import job_log, limit_threads, pick_device
+
+limit_threads(snakemake.threads)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dnalm.predict import load_classifier, predict_fasta  # noqa: E402
+
+with job_log(snakemake.log[0]) as log:
+    device = pick_device(snakemake.params.device)
+    model, tokenizer = load_classifier(snakemake.input.model, device)
+    window = json.loads((Path(snakemake.input.model) / "dnalm_training.json").read_text())[
+        "window_length"
+    ]
+    n = predict_fasta(
+        model,
+        tokenizer,
+        snakemake.input.fasta,
+        snakemake.output.records,
+        window=window,
+        stride=snakemake.params.stride or window,
+        batch_size=snakemake.params.batch_size,
+        device=device,
+        out_windows=snakemake.output.windows,
+        progress=False,
+    )
+    log.info("%d records of %s classified with %s", n, snakemake.input.fasta, snakemake.input.model)
