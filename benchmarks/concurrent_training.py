@@ -45,18 +45,35 @@ def job(threads: int, steps: int, arch: str) -> None:
         shard = TokenShard(Path(tmp) / "train", "uint8")
         cfg = model_config(arch, "micro", vocab_size=12, pad_token_id=4, max_seq_len=512)
         model = AutoModelForCausalLM.from_config(cfg)
-        train = TrainConfig(steps=steps, batch_size=8, lr=1e-3, eval_every=10**9, log_every=10**9,
-                            eval_sequences=8)
-        pretrain_lm(model, shard, shard, train, pad_id=4, device=torch.device("cpu"),
-                    curve_path=Path(tmp) / "curve.tsv")
+        train = TrainConfig(
+            steps=steps, batch_size=8, lr=1e-3, eval_every=10**9, log_every=10**9, eval_sequences=8
+        )
+        pretrain_lm(
+            model,
+            shard,
+            shard,
+            train,
+            pad_id=4,
+            device=torch.device("cpu"),
+            curve_path=Path(tmp) / "curve.tsv",
+        )
 
 
 def launch(threads: int, steps: int, arch: str) -> subprocess.Popen:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(var, None)
-    cmd = [sys.executable, __file__, "--job", "--threads", str(threads), "--steps", str(steps),
-           "--arch", arch]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--job",
+        "--threads",
+        str(threads),
+        "--steps",
+        str(steps),
+        "--arch",
+        arch,
+    ]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -72,7 +89,9 @@ def timed(runs: list[list[int]], steps: int, arch: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--arch", default="hyena", choices=["hyena", "gpt"])
     parser.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
@@ -81,7 +100,9 @@ def main() -> None:
     if args.job:
         job(args.threads, args.steps, args.arch)
         return
-    print(f"{args.arch} micro, {args.steps} steps of 8 x 512 tokens per job, 2 jobs, {os.cpu_count()} cores")
+    print(
+        f"{args.arch} micro, {args.steps} steps of 8 x 512 tokens per job, 2 jobs, {os.cpu_count()} cores"
+    )
     cases = [
         ("sequential, 1 thread each", [[1], [1]]),
         ("sequential, 2 threads each", [[2], [2]]),

@@ -49,9 +49,22 @@ def test_pretrain_effect_pairs_by_seed():
     rows = []
     for seed, (pre, scr) in enumerate([(0.9, 0.7), (0.8, 0.7), (0.85, 0.6)]):
         for init, value in (("pretrained", pre), ("scratch", scr)):
-            rows.append({"task": "t", "model": "m", "arch": "hyena", "size": "micro", "params": 10,
-                         "init": init, "seed": seed, "accuracy": value, "mcc": value,
-                         "f1": value, "auroc": value, "auprc": value})
+            rows.append(
+                {
+                    "task": "t",
+                    "model": "m",
+                    "arch": "hyena",
+                    "size": "micro",
+                    "params": 10,
+                    "init": init,
+                    "seed": seed,
+                    "accuracy": value,
+                    "mcc": value,
+                    "f1": value,
+                    "auroc": value,
+                    "auprc": value,
+                }
+            )
     effect = pretrain_effect(pd.DataFrame(rows))
     row = effect[effect["metric"] == "auroc"].iloc[0]
     assert row["n_pairs"] == 3

@@ -4,8 +4,11 @@ from dnalm.shards import TokenShard, read_meta, write_meta, write_shard
 
 
 def test_round_trip_and_padding(tmp_path):
-    seqs = [(np.array([7, 8, 9], dtype=np.uint8), 0), (np.array([10, 11], dtype=np.uint8), 1),
-            (np.array([7] * 5, dtype=np.uint8), 1)]
+    seqs = [
+        (np.array([7, 8, 9], dtype=np.uint8), 0),
+        (np.array([10, 11], dtype=np.uint8), 1),
+        (np.array([7] * 5, dtype=np.uint8), 1),
+    ]
     prefix = tmp_path / "train"
     assert write_shard(prefix, seqs, np.dtype(np.uint8)) == 3
     write_meta(prefix, {"dtype": "uint8", "labels": ["host", "virus"]})

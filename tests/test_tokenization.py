@@ -14,8 +14,20 @@ from dnalm.tokenization import (
 def test_hyenadna_ids():
     tok = char_tokenizer()
     vocab = tok.get_vocab()
-    expected = {"[CLS]": 0, "[SEP]": 1, "[BOS]": 2, "[MASK]": 3, "[PAD]": 4, "[RESERVED]": 5,
-                "[UNK]": 6, "A": 7, "C": 8, "G": 9, "T": 10, "N": 11}
+    expected = {
+        "[CLS]": 0,
+        "[SEP]": 1,
+        "[BOS]": 2,
+        "[MASK]": 3,
+        "[PAD]": 4,
+        "[RESERVED]": 5,
+        "[UNK]": 6,
+        "A": 7,
+        "C": 8,
+        "G": 9,
+        "T": 10,
+        "N": 11,
+    }
     assert vocab == expected
     assert tok.pad_token_id == 4 and tok.unk_token_id == 6
     assert tok("ACGTN", add_special_tokens=False)["input_ids"] == [7, 8, 9, 10, 11]
@@ -33,7 +45,10 @@ def test_save_load_round_trip(tmp_path):
     assert (tmp_path / "tokenizer.json").exists()
     again = load_tokenizer(tmp_path)
     seq = "ACGTNacgtnRYK"
-    assert again(seq, add_special_tokens=False)["input_ids"] == tok(seq, add_special_tokens=False)["input_ids"]
+    assert (
+        again(seq, add_special_tokens=False)["input_ids"]
+        == tok(seq, add_special_tokens=False)["input_ids"]
+    )
     assert again.decode(tok("ACGTN", add_special_tokens=False)["input_ids"]) == "ACGTN"
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_genome
+
 from dnalm.corpus import tokenize_windows
 from dnalm.shards import TokenShard
 from dnalm.tokenization import char_tokenizer, lookup_table
@@ -82,15 +82,24 @@ def tiny_genomes(tmp_path):
             for k in range(2):
                 name = f"{label}{g}_{k}"
                 seq = "".join(rng.choice(list("ACGT"), 2000 + 500 * k))
-                paths[name] = write_genome(tmp_path, name, [(f"{name}_chr1", seq), (f"{name}_chr2", seq[:700])])
+                paths[name] = write_genome(
+                    tmp_path, name, [(f"{name}_chr1", seq), (f"{name}_chr2", seq[:700])]
+                )
                 sheet.append({"genome": name, "label": label, "group": f"{label}_group{g}"})
     return pd.DataFrame(sheet), paths
 
 
 def test_task_windows_split_by_group(tiny_genomes):
     sheet, paths = tiny_genomes
-    splits = task_windows(sheet, paths, WindowSpec(256, 128), val_fraction=0.3, test_fraction=0.3,
-                          seed=0, labels=["host", "virus"])
+    splits = task_windows(
+        sheet,
+        paths,
+        WindowSpec(256, 128),
+        val_fraction=0.3,
+        test_fraction=0.3,
+        seed=0,
+        labels=["host", "virus"],
+    )
     seen = {}
     for split, df in splits.items():
         assert set(df["label"]) == {"host", "virus"}
@@ -106,8 +115,16 @@ def test_downsample_and_cap(tiny_genomes):
     sheet, paths = tiny_genomes
     sheet = sheet.copy()
     sheet.loc[sheet["label"] == "host", "genome"] = sheet.loc[sheet["label"] == "host", "genome"]
-    splits = task_windows(sheet, paths, WindowSpec(100, 50), val_fraction=0.3, test_fraction=0.3,
-                          seed=0, max_windows_per_genome=20, balance="downsample")
+    splits = task_windows(
+        sheet,
+        paths,
+        WindowSpec(100, 50),
+        val_fraction=0.3,
+        test_fraction=0.3,
+        seed=0,
+        max_windows_per_genome=20,
+        balance="downsample",
+    )
     assert splits["train"].groupby("genome").size().max() <= 20
     train_counts = splits["train"]["label"].value_counts()
     assert train_counts["virus"] == train_counts["host"]
@@ -116,8 +133,9 @@ def test_downsample_and_cap(tiny_genomes):
 def test_window_longer_than_every_genome(tiny_genomes):
     sheet, paths = tiny_genomes
     with pytest.raises(ValueError, match="no window of length 100000 fits any genome"):
-        task_windows(sheet, paths, WindowSpec(100000, 100000), val_fraction=0.3,
-                     test_fraction=0.3, seed=0)
+        task_windows(
+            sheet, paths, WindowSpec(100000, 100000), val_fraction=0.3, test_fraction=0.3, seed=0
+        )
 
 
 def test_tokenized_windows_match_sequence(tmp_path):

@@ -17,9 +17,7 @@ def _runs(windows: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
     """Consecutive rows that share (genome, chrom), in table order."""
     key = windows["genome"].astype(str) + "\t" + windows["chrom"].astype(str)
     boundaries = np.flatnonzero(key.to_numpy()[1:] != key.to_numpy()[:-1]) + 1
-    for lo, hi in zip(
-        np.r_[0, boundaries], np.r_[boundaries, len(windows)], strict=True
-    ):
+    for lo, hi in zip(np.r_[0, boundaries], np.r_[boundaries, len(windows)], strict=True):
         part = windows.iloc[lo:hi]
         yield part["genome"].iat[0], part["chrom"].iat[0], part
 

@@ -23,7 +23,11 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
     out = {
         "accuracy": float(skm.accuracy_score(labels, pred)),
         "mcc": float(skm.matthews_corrcoef(labels, pred)),
-        "f1": float(skm.f1_score(labels, pred, average="macro", labels=np.arange(n_classes), zero_division=0)),
+        "f1": float(
+            skm.f1_score(
+                labels, pred, average="macro", labels=np.arange(n_classes), zero_division=0
+            )
+        ),
     }
     present = np.unique(labels)
     if len(present) < 2:
@@ -35,5 +39,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
         onehot = np.eye(n_classes)[labels]
         cols = present
         out["auroc"] = float(skm.roc_auc_score(onehot[:, cols], probs[:, cols], average="macro"))
-        out["auprc"] = float(skm.average_precision_score(onehot[:, cols], probs[:, cols], average="macro"))
+        out["auprc"] = float(
+            skm.average_precision_score(onehot[:, cols], probs[:, cols], average="macro")
+        )
     return out

@@ -17,7 +17,9 @@ import numpy as np
 INDEX_DTYPE = np.dtype([("offset", "<i8"), ("length", "<i4"), ("label", "<i4")])
 
 
-def write_shard(prefix: str | Path, sequences: Iterable[tuple[np.ndarray, int]], dtype: np.dtype) -> int:
+def write_shard(
+    prefix: str | Path, sequences: Iterable[tuple[np.ndarray, int]], dtype: np.dtype
+) -> int:
     """Write (ids, label) pairs to `prefix.bin` + `prefix.idx` atomically; returns the count."""
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +82,9 @@ class TokenShard:
     def lengths(self) -> np.ndarray:
         return self.index["length"]
 
-    def batch(self, rows: np.ndarray, pad_id: int, length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, rows: np.ndarray, pad_id: int, length: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded (ids, attention mask) for the given rows, cut to `length` if given."""
         lens = self.lengths[rows]
         width = int(length or lens.max())

@@ -72,10 +72,14 @@ def lookup_table(tokenizer) -> np.ndarray:
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """Smallest unsigned dtype that holds every id (uint8 for HyenaDNA's 12 tokens)."""
-    return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32)
+    return np.dtype(
+        np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32
+    )
 
 
-def encode_bytes(sequence: bytes | str, table: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
+def encode_bytes(
+    sequence: bytes | str, table: np.ndarray, dtype: np.dtype | None = None
+) -> np.ndarray:
     """Encode a whole sequence at once through the lookup table."""
     if isinstance(sequence, str):
         sequence = sequence.encode("ascii")
@@ -83,7 +87,9 @@ def encode_bytes(sequence: bytes | str, table: np.ndarray, dtype: np.dtype | Non
     return ids.astype(dtype or token_dtype(int(table.max()) + 1), copy=False)
 
 
-_COMPLEMENT = bytes.maketrans(b"ACGTUNRYKMSWBDHVacgtunrykmswbdhv", b"TGCAANYRMKSWVHDBtgcaanyrmkswvhdb")
+_COMPLEMENT = bytes.maketrans(
+    b"ACGTUNRYKMSWBDHVacgtunrykmswbdhv", b"TGCAANYRMKSWVHDBtgcaanyrmkswvhdb"
+)
 
 
 def reverse_complement(sequence: str) -> str:
