@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -28,7 +29,8 @@ RUN_COLUMNS = [
     "best_step",
     "seconds",
 ]
-INIT_STYLE = {"pretrained": ("tab:blue", "o"), "scratch": ("tab:orange", "s")}
+INIT_COLOR = {"pretrained": "tab:blue", "scratch": "tab:orange"}
+ARCH_MARKER = {"hyena": "o", "gpt": "s"}
 
 
 def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -53,32 +55,43 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
     """Test metric against parameter count, pretrained vs scratch, mean +- sd over seeds."""
     tasks = sorted(runs["task"].unique())
     fig, axes = plt.subplots(
-        len(metrics), len(tasks), figsize=(5.5 * len(tasks), 3.6 * len(metrics)), squeeze=False
+        len(metrics), len(tasks), figsize=(6 * len(tasks), 3.8 * len(metrics)), squeeze=False
     )
     for col, task in enumerate(tasks):
         sub = runs[runs["task"] == task]
         for row, metric in enumerate(metrics):
             ax = axes[row][col]
-            for init, (color, marker) in INIT_STYLE.items():
-                for arch, linestyle in zip(
-                    sorted(sub["arch"].unique()), ("-", "--", ":"), strict=False
-                ):
+            for init, color in INIT_COLOR.items():
+                for arch in sorted(sub["arch"].unique()):
                     part = sub[(sub["init"] == init) & (sub["arch"] == arch)]
                     if part.empty:
                         continue
-                    g = part.groupby("params")[metric].agg(["mean", "std"]).reset_index()
+                    g = part.groupby(["params", "model"])[metric].agg(["mean", "std"])
+                    g = g.reset_index()
                     ax.errorbar(
                         g["params"],
                         g["mean"],
                         yerr=g["std"].fillna(0),
                         color=color,
-                        marker=marker,
-                        linestyle=linestyle,
+                        marker=ARCH_MARKER.get(arch, "^"),
+                        markersize=7,
                         capsize=3,
                         label=f"{arch}, {init}",
                     )
+                    if init == "pretrained":
+                        for _, r in g.iterrows():
+                            ax.annotate(
+                                r["model"],
+                                (r["params"], r["mean"]),
+                                fontsize=7,
+                                xytext=(6, 4),
+                                textcoords="offset points",
+                            )
             ax.set_xscale("log")
-            ax.set_xlabel("trainable parameters")
+            ax.set_xlim(sub["params"].min() / 2, sub["params"].max() * 2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _human(x)))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel("trainable parameters (log scale)")
             ax.set_ylabel(f"test {metric.upper()}")
             ax.set_title(f"{task}: {metric.upper()} vs model size")
             ax.grid(alpha=0.3)
@@ -88,6 +101,10 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
     plt.close(fig)
 
 
+def _human(n: float) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+
+
 def plot_effect(
     effect: pd.DataFrame, path: str | Path, metrics=("auroc", "mcc", "accuracy")
 ) -> None:
@@ -95,7 +112,7 @@ def plot_effect(
     sub = effect[effect["metric"].isin(metrics)].copy()
     sub["row"] = sub["task"] + " / " + sub["model"]
     rows = list(dict.fromkeys(sub["row"]))
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.55 * len(rows) * len(metrics)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows) * len(metrics)))
     y = 0
     ticks, labels = [], []
     for r in rows:
@@ -113,7 +130,9 @@ def plot_effect(
     ax.axvline(0, color="grey", linewidth=1)
     ax.set_yticks(ticks, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("pretrained minus scratch (test metric; mean of seed pairs, 95% t-interval)")
+    ax.set_xlabel(
+        "pretrained minus scratch, test split\n(mean of seed-paired differences, 95% t-interval)"
+    )
     ax.set_title("Does pretraining pay off?")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -159,7 +178,7 @@ def plot_finetune_curves(run_dirs: Iterable[str | Path], path: str | Path) -> No
     for ax, (task, model) in zip(axes[0], panels, strict=True):
         sub = data[(data["task"] == task) & (data["model"] == model)]
         for (init, seed), run in sub.groupby(["init", "seed"]):
-            color, _ = INIT_STYLE[init]
+            color = INIT_COLOR[init]
             ax.plot(
                 run["step"],
                 run["val_loss"],

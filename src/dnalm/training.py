@@ -160,7 +160,7 @@ def pretrain_lm(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             tokens += int(mask.sum())
-            running.append(float(loss))
+            running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 elapsed = time.perf_counter() - t0
                 log.info(
@@ -280,7 +280,7 @@ def finetune_classifier(
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            running.append(float(loss))
+            running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 log.info(
                     "finetune step %d/%d  loss %.4f  lr %.2e", step, cfg.steps, np.mean(running), lr
