@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dnalm.sources import parse_source
+from dnalm.windows import split_groups
 
 SPLITS = ["train", "val", "test"]
 CORPUS_SPLITS = ["train", "val"]
@@ -101,6 +102,17 @@ def check_config():
             raise WorkflowError(
                 f"task {task!r} has a single label {sorted(found)}; it needs two or more"
             )
+        try:  # the split itself is cheap: fail now rather than after acquiring every genome
+            split_groups(
+                GENOMES.loc[task_genomes(task), ["group", "label", "split"]].replace(
+                    "", None
+                ),
+                val_fraction=config["split"]["val_fraction"],
+                test_fraction=config["split"]["test_fraction"],
+                seed=config["split"]["seed"],
+            )
+        except ValueError as err:
+            raise WorkflowError(f"task {task!r}: {err}") from None
     if SAMPLES:
         for key in ("task", "model", "init", "seed"):
             if key not in PREDICT:
