@@ -62,6 +62,23 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
 
 
+def set_learning_rate(opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
+    """Apply the schedule's rate for `step` (0-based) to every parameter group."""
+    lr = learning_rate(step, cfg)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def optimizer_step(model, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """Backward, clip the global gradient norm, update."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+
+
 def batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Endless shuffled epochs over n rows."""
     if n == 0:
@@ -146,19 +163,13 @@ def pretrain_lm(
     val_loss = float("nan")
     try:
         for step in range(1, cfg.steps + 1):
-            lr = learning_rate(step - 1, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = set_learning_rate(opt, step - 1, cfg)
             ids, mask = train.batch(next(stream), pad_id)
             ids_t = torch.from_numpy(ids).to(device)
             labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
             with autocast(device):
                 loss = model(input_ids=ids_t, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimizer_step(model, opt, loss, cfg.grad_clip)
             tokens += int(mask.sum())
             running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
@@ -264,9 +275,7 @@ def finetune_classifier(
     t0, running = time.perf_counter(), []
     try:
         for step in range(1, cfg.steps + 1):
-            lr = learning_rate(step - 1, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = set_learning_rate(opt, step - 1, cfg)
             rows = next(stream)
             ids, mask = train.batch(rows, pad_id)
             with autocast(device):
@@ -275,11 +284,7 @@ def finetune_classifier(
                     attention_mask=torch.from_numpy(mask).to(device),
                     labels=torch.from_numpy(train.labels[rows].astype(np.int64)).to(device),
                 ).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimizer_step(model, opt, loss, cfg.grad_clip)
             running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 log.info(
