@@ -197,6 +197,14 @@ def test_simulated_chain_end_to_end(tmp_path):
     assert jobs.pop("finetune") == 4 and jobs.pop("scratch") == 4
     assert set(jobs) <= {"aggregate", "predict", "all"}, jobs
 
+    # changing a task's windowing redoes that task's windows onward, never pretraining
+    changed = json.loads(json.dumps(config))
+    changed["tasks"]["virus_vs_host"]["max_windows_per_genome"] = 50
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    jobs = planned_jobs(tmp_path)
+    assert jobs.get("task_windows") == 1
+    assert not {"acquire_genome", "split_groups", "pretrain_windows", "pretrain"} & set(jobs), jobs
+
     # the report builds from the finished run
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     snakemake(tmp_path, "--report", str(tmp_path / "report.zip"))
@@ -258,5 +266,6 @@ def test_real_genomes_beat_chance(tmp_path, shared_data):
     runs = check_results(tmp_path, config)
     test = pd.read_parquet(tmp_path / "results/windows/virus_vs_host/test.parquet")
     assert set(test["label"]) == {"host", "virus"}
-    # beats chance on the held-out species: AUROC well above 0.5 for both inits
-    assert (runs["auroc"] > 0.7).all(), runs[["init", "auroc", "accuracy"]]
+    # Beats chance on held-out species for both inits. Under the null, AUROC on 150 + 150 windows
+    # has an sd of ~0.033, so 0.65 is 4.5 sd above chance (measured: 0.75 pretrained, 0.76 scratch).
+    assert (runs["auroc"] > 0.65).all(), runs[["init", "auroc", "accuracy"]]

@@ -10,6 +10,7 @@ from dnalm.windows import (
     WindowSpec,
     class_counts,
     split_groups,
+    split_table,
     task_windows,
     window_starts,
     windows_for_genome,
@@ -89,14 +90,20 @@ def tiny_genomes(tmp_path):
     return pd.DataFrame(sheet), paths
 
 
+def _assignment(sheet):
+    table = split_table(sheet, val_fraction=0.3, test_fraction=0.3, seed=0)
+    assert table.groupby("group")["split"].nunique().max() == 1
+    assert list(table["genome"]) == list(sheet["genome"])
+    return dict(zip(table["group"], table["split"], strict=True))
+
+
 def test_task_windows_split_by_group(tiny_genomes):
     sheet, paths = tiny_genomes
     splits = task_windows(
         sheet,
         paths,
         WindowSpec(256, 128),
-        val_fraction=0.3,
-        test_fraction=0.3,
+        assignment=_assignment(sheet),
         seed=0,
         labels=["host", "virus"],
     )
@@ -113,14 +120,11 @@ def test_task_windows_split_by_group(tiny_genomes):
 
 def test_downsample_and_cap(tiny_genomes):
     sheet, paths = tiny_genomes
-    sheet = sheet.copy()
-    sheet.loc[sheet["label"] == "host", "genome"] = sheet.loc[sheet["label"] == "host", "genome"]
     splits = task_windows(
         sheet,
         paths,
         WindowSpec(100, 50),
-        val_fraction=0.3,
-        test_fraction=0.3,
+        assignment=_assignment(sheet),
         seed=0,
         max_windows_per_genome=20,
         balance="downsample",
@@ -134,7 +138,7 @@ def test_window_longer_than_every_genome(tiny_genomes):
     sheet, paths = tiny_genomes
     with pytest.raises(ValueError, match="no window of length 100000 fits any genome"):
         task_windows(
-            sheet, paths, WindowSpec(100000, 100000), val_fraction=0.3, test_fraction=0.3, seed=0
+            sheet, paths, WindowSpec(100000, 100000), assignment=_assignment(sheet), seed=0
         )
 
 

@@ -129,24 +129,22 @@ def task_windows(
     genome_paths: Mapping[str, str | Path],
     spec: WindowSpec,
     *,
-    val_fraction: float,
-    test_fraction: float,
+    assignment: Mapping[str, str],
     seed: int,
     labels: list[str] | None = None,
     max_windows_per_genome: int | None = None,
     balance: str = "none",
 ) -> dict[str, pd.DataFrame]:
-    """Labelled windows of a genome-classification task, split by group."""
+    """Labelled windows of a genome-classification task; `assignment` maps group -> split."""
     sheet = sheet.copy()
     names = labels or sorted(sheet["label"].unique())
     unknown = set(sheet["label"]) - set(names)
     if unknown:
         raise ValueError(f"labels {sorted(unknown)} are not in the task's labels {names}")
     label_id = {name: i for i, name in enumerate(names)}
-    cols = ["group", "label"] + (["split"] if "split" in sheet else [])
-    assignment = split_groups(
-        sheet[cols], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
+    unassigned = sorted(set(sheet["group"]) - set(assignment))
+    if unassigned:
+        raise ValueError(f"group(s) {unassigned} have no split; rerun the split_groups step")
     frames = []
     for row in sheet.itertuples(index=False):
         win = windows_for_genome(genome_paths[row.genome], spec)
@@ -177,6 +175,19 @@ def task_windows(
             part = downsample(part, seed, split)
         out[split] = part[WINDOW_COLUMNS].reset_index(drop=True)
     return out
+
+
+def split_table(
+    sheet: pd.DataFrame, *, val_fraction: float, test_fraction: float, seed: int
+) -> pd.DataFrame:
+    """The sheet's genomes with the split of their group (the `split_groups` step's output)."""
+    cols = ["group", "label"] + (["split"] if "split" in sheet else [])
+    assignment = split_groups(
+        sheet[cols], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
+    table = sheet[["genome", "label", "group"]].copy()
+    table["split"] = table["group"].map(assignment)
+    return table
 
 
 def downsample(windows: pd.DataFrame, seed: int, key: str = "") -> pd.DataFrame:

@@ -1,8 +1,29 @@
-# windows: labelled fixed-length windows per task, split by group; the pretraining corpus.
+# windows: groups -> splits per task; labelled fixed-length windows; the pretraining corpus.
+
+
+rule split_groups:
+    output:
+        "results/splits/{task}.tsv",
+    log:
+        "logs/split_groups/{task}.log",
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        sheet=lambda wc: GENOMES.loc[
+            task_genomes(wc.task), ["genome", "label", "group", "split"]
+        ].to_dict("records"),
+        split=config["split"],
+    script:
+        "../scripts/split_groups.py"
 
 
 rule task_windows:
     input:
+        splits="results/splits/{task}.tsv",
         genomes=task_genome_files,
     output:
         **{s: f"results/windows/{{task}}/{s}.parquet" for s in SPLITS},
@@ -21,11 +42,8 @@ rule task_windows:
         mem_mb=4000,
         runtime=30,
     params:
-        sheet=lambda wc: GENOMES.loc[
-            task_genomes(wc.task), ["genome", "label", "group", "split"]
-        ].to_dict("records"),
         task=lambda wc: TASKS[wc.task],
-        split=config["split"],
+        seed=config["split"]["seed"],
     script:
         "../scripts/task_windows.py"
 
@@ -33,7 +51,7 @@ rule task_windows:
 rule pretrain_windows:
     input:
         genomes=lambda wc: [genome_fasta(g) for g in pretrain_genomes()],
-        tasks=expand("results/windows/{task}/{split}.parquet", task=TASKS, split=SPLITS),
+        splits=expand("results/splits/{task}.tsv", task=TASKS),
     output:
         train="results/windows/pretrain/train.parquet",
         val="results/windows/pretrain/val.parquet",

@@ -1,5 +1,7 @@
 """pretrain_windows: the pretraining corpus, leaving out every genome a task validates or tests on."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from dnalm.runtime import job_log
@@ -8,10 +10,10 @@ from dnalm.windows import WindowSpec, corpus_windows
 with job_log(snakemake.log[0]) as log:
     corpus = snakemake.params.corpus
     held_out: dict[str, set] = {"val": set(), "test": set()}
-    for path in snakemake.input.tasks:
-        split = path.rsplit("/", 1)[1].removesuffix(".parquet")
-        if split in held_out:
-            held_out[split] |= set(pd.read_parquet(path, columns=["genome"])["genome"])
+    for path in snakemake.input.splits:
+        table = pd.read_csv(path, sep="\t", dtype=str)
+        for split in held_out:
+            held_out[split] |= set(table.loc[table["split"] == split, "genome"])
     rows = []
     for genome in snakemake.params.genomes:
         if genome in held_out["test"] and corpus["exclude_test_genomes"]:
@@ -22,7 +24,7 @@ with job_log(snakemake.log[0]) as log:
             role, why = "train", ""
         rows.append({"genome": genome, "role": role, "reason": why})
     roles = pd.DataFrame(rows, columns=["genome", "role", "reason"])
-    paths = {g: f"resources/genomes/{g}.fa.gz" for g in roles["genome"]}
+    paths = {Path(p).name.removesuffix(".fa.gz"): p for p in snakemake.input.genomes}
     spec = WindowSpec(**corpus["window"])
     for split in ("train", "val"):
         genomes = roles.loc[roles["role"] == split, "genome"].tolist()

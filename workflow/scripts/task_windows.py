@@ -1,4 +1,6 @@
-"""task_windows: labelled windows of one task, split train/val/test by group."""
+"""task_windows: labelled windows of one task, on the train/val/test split of its groups."""
+
+from pathlib import Path
 
 import pandas as pd
 
@@ -7,15 +9,18 @@ from dnalm.windows import SPLITS, WindowSpec, class_counts, task_windows
 
 with job_log(snakemake.log[0]) as log:
     task = snakemake.params.task
-    sheet = pd.DataFrame(snakemake.params.sheet).replace({"split": {"": None}})
-    paths = {g: f"resources/genomes/{g}.fa.gz" for g in sheet["genome"]}
+    table = pd.read_csv(snakemake.input.splits, sep="\t", dtype=str)
+    paths = {
+        Path(p).name.removesuffix(".fa.gz"): p
+        for p in snakemake.input.genomes
+        if p.endswith(".fa.gz")
+    }
     splits = task_windows(
-        sheet,
+        table,
         paths,
         WindowSpec(**task["window"]),
-        val_fraction=snakemake.params.split["val_fraction"],
-        test_fraction=snakemake.params.split["test_fraction"],
-        seed=snakemake.params.split["seed"],
+        assignment=dict(zip(table["group"], table["split"], strict=True)),
+        seed=snakemake.params.seed,
         labels=task.get("labels"),
         max_windows_per_genome=task.get("max_windows_per_genome"),
         balance=task.get("balance", "none"),
