@@ -14,6 +14,7 @@ from transformers import (
 )
 
 import dnalm.models as models
+from dnalm.model_sizes import MODEL_SIZES, PAPER_PARAMETERS_M, PARAMETER_COUNTS
 from dnalm.models import (
     ARCHITECTURES,
     DnaGPTForCausalLM,
@@ -25,7 +26,6 @@ from dnalm.models import (
     count_parameters,
     model_config,
 )
-from dnalm.models.sizes import MODEL_SIZES, PAPER_PARAMETERS_M, PARAMETER_COUNTS
 
 torch.set_num_threads(1)
 

@@ -9,6 +9,7 @@ from dnalm.tokenization import char_tokenizer, lookup_table
 from dnalm.windows import (
     WindowSpec,
     class_counts,
+    pretraining_roles,
     split_groups,
     split_table,
     task_windows,
@@ -160,3 +161,22 @@ def test_tokenized_windows_match_sequence(tmp_path):
         if row["strand"] == "-":
             expect = reverse_complement(expect)
         assert shard[i].tolist() == tok(expect, add_special_tokens=False)["input_ids"]
+
+
+def test_pretraining_roles():
+    task_a = pd.DataFrame({"genome": ["a", "b", "c"], "split": ["train", "val", "test"]})
+    task_b = pd.DataFrame({"genome": ["a", "d"], "split": ["test", "train"]})
+    roles = pretraining_roles(["a", "b", "c", "d", "e"], [task_a, task_b])
+    assert dict(zip(roles["genome"], roles["role"], strict=True)) == {
+        "a": "excluded",
+        "b": "val",
+        "c": "excluded",
+        "d": "train",
+        "e": "train",
+    }
+    kept = pretraining_roles(["a", "b", "c"], [task_a, task_b], exclude_test_genomes=False)
+    assert dict(zip(kept["genome"], kept["role"], strict=True)) == {
+        "a": "train",
+        "b": "val",
+        "c": "train",
+    }

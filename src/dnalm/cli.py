@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 
 def _predict(args: argparse.Namespace) -> int:
     from dnalm.runtime import limit_threads, pick_device
 
     limit_threads(args.threads)
-    from dnalm.predict import load_classifier, predict_fasta
+    from dnalm.predict import load_classifier, predict_fasta, training_window
 
     device = pick_device(args.device)
     model, tokenizer = load_classifier(args.model, device)
-    training = Path(args.model) / "dnalm_training.json"
-    window = args.window or (
-        json.loads(training.read_text())["window_length"] if training.exists() else None
-    )
+    window = args.window or training_window(args.model)
     if not window:
         raise SystemExit("the model directory does not record its window length: pass --window")
     n = predict_fasta(

@@ -13,7 +13,9 @@ memory stays bounded by one record and one batch. Per record:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +35,21 @@ def record_windows(length: int, window: int, stride: int) -> list[tuple[int, int
     if starts[-1] + window < length:
         starts.append(length - window)
     return [(s, s + window) for s in starts]
+
+
+TRAINING_INFO = "dnalm_training.json"
+
+
+def write_training_info(model_dir: str | Path, *, window_length: int, labels: list[str]) -> None:
+    """Record beside a fine-tuned model what prediction needs to cut windows like training did."""
+    info = {"window_length": int(window_length), "labels": list(labels)}
+    (Path(model_dir) / TRAINING_INFO).write_text(json.dumps(info) + "\n")
+
+
+def training_window(model_dir: str | Path) -> int | None:
+    """The window length a model was fine-tuned on, if its directory records it."""
+    path = Path(model_dir) / TRAINING_INFO
+    return json.loads(path.read_text())["window_length"] if path.exists() else None
 
 
 def load_classifier(model_dir: str | Path, device: torch.device):
@@ -131,13 +148,15 @@ def predict_fasta(
         n_records += 1
 
     try:
-        with (
-            open(tmp_records, "w", newline="") as rf,
-            open(tmp_windows, "w", newline="") if tmp_windows else open("/dev/null", "w") as wf,
-        ):
-            rw, ww = csv.writer(rf, delimiter="\t"), csv.writer(wf, delimiter="\t")
+        with contextlib.ExitStack() as files:
+            rw = csv.writer(files.enter_context(open(tmp_records, "w", newline="")), delimiter="\t")
             rw.writerow(rec_cols)
-            ww.writerow(win_cols)
+            ww = None
+            if tmp_windows:
+                ww = csv.writer(
+                    files.enter_context(open(tmp_windows, "w", newline="")), delimiter="\t"
+                )
+                ww.writerow(win_cols)
             bar = tqdm(desc="windows", unit="win", disable=not progress, mininterval=2)
             for batch in _window_batches(fasta, window, stride, batch_size):
                 width = max(end - start for _, _, start, end, _ in batch)
@@ -166,7 +185,8 @@ def predict_fasta(
                     current["probs"].append(p)
                     current["weights"].append(max(1, end - max(start, current["covered"])))
                     current["covered"] = end
-                    ww.writerow([record, start, end, *(f"{x:.6f}" for x in p)])
+                    if ww:
+                        ww.writerow([record, start, end, *(f"{x:.6f}" for x in p)])
                 bar.update(len(batch))
             if current is not None:
                 flush(current, rw)

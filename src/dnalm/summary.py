@@ -28,6 +28,7 @@ RUN_COLUMNS = [
     "val_loss",
     "best_step",
     "seconds",
+    "run_dir",
 ]
 INIT_COLOR = {"pretrained": "tab:blue", "scratch": "tab:orange"}
 ARCH_MARKER = {"hyena": "o", "gpt": "s"}
@@ -45,6 +46,7 @@ def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
                 "val_loss": m["val"].get("loss"),
                 "best_step": m["best_step"],
                 "seconds": m["seconds"],
+                "run_dir": str(Path(path).parent),
             }
         )
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -96,9 +98,7 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
             ax.set_title(f"{task}: {metric.upper()} vs model size")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _human(n: float) -> str:
@@ -135,9 +135,7 @@ def plot_effect(
     )
     ax.set_title("Does pretraining pay off?")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> None:
@@ -159,19 +157,17 @@ def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> 
     ax.set_title("Pretraining: next-base loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def plot_finetune_curves(run_dirs: Iterable[str | Path], path: str | Path) -> None:
+def plot_finetune_curves(runs: pd.DataFrame, path: str | Path) -> None:
     """Validation loss during training for every run, pretrained vs scratch, per task/model."""
-    frames = []
-    for d in run_dirs:
-        d = Path(d)
-        m = json.loads((d / "metrics.json").read_text())
-        df = pd.read_csv(d / "curve.tsv", sep="\t")
-        frames.append(df.assign(task=m["task"], model=m["model"], init=m["init"], seed=m["seed"]))
+    frames = [
+        pd.read_csv(Path(r.run_dir) / "curve.tsv", sep="\t").assign(
+            task=r.task, model=r.model, init=r.init, seed=r.seed
+        )
+        for r in runs.itertuples()
+    ]
     data = pd.concat(frames)
     panels = sorted(data.groupby(["task", "model"]).groups)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
@@ -191,6 +187,10 @@ def plot_finetune_curves(run_dirs: Iterable[str | Path], path: str | Path) -> No
         ax.set_ylabel("validation loss")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

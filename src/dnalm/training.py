@@ -116,6 +116,15 @@ def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+def lm_batch(
+    shard: TokenShard, rows: np.ndarray, pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, LM labels) for some rows; padding is ignored by the loss (label -100)."""
+    ids, mask = shard.batch(rows, pad_id)
+    ids_t = torch.from_numpy(ids).to(device)
+    return ids_t, ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+
+
 @torch.no_grad()
 def lm_loss(
     model, shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device
@@ -124,9 +133,7 @@ def lm_loss(
     model.eval()
     total, count = 0.0, 0
     for lo in range(0, len(rows), batch_size):
-        ids, mask = shard.batch(rows[lo : lo + batch_size], pad_id)
-        ids_t = torch.from_numpy(ids).to(device)
-        labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+        ids_t, labels = lm_batch(shard, rows[lo : lo + batch_size], pad_id, device)
         with autocast(device):
             loss = model(input_ids=ids_t, labels=labels).loss
         n = int((labels[:, 1:] != -100).sum())
@@ -164,13 +171,11 @@ def pretrain_lm(
     try:
         for step in range(1, cfg.steps + 1):
             lr = set_learning_rate(opt, step - 1, cfg)
-            ids, mask = train.batch(next(stream), pad_id)
-            ids_t = torch.from_numpy(ids).to(device)
-            labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+            ids_t, labels = lm_batch(train, next(stream), pad_id, device)
             with autocast(device):
                 loss = model(input_ids=ids_t, labels=labels).loss
             optimizer_step(model, opt, loss, cfg.grad_clip)
-            tokens += int(mask.sum())
+            tokens += int((labels != -100).sum())
             running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 elapsed = time.perf_counter() - t0

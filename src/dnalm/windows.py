@@ -202,11 +202,35 @@ def downsample(windows: pd.DataFrame, seed: int, key: str = "") -> pd.DataFrame:
     return pd.concat(parts).sort_index()
 
 
+def pretraining_roles(
+    genomes: list[str], splits: list[pd.DataFrame], *, exclude_test_genomes: bool = True
+) -> pd.DataFrame:
+    """Role of each pretraining genome: train, val (held out by a task) or excluded.
+
+    `splits` are the tasks' genome -> split tables. A genome some task tests on is excluded by
+    default; with `exclude_test_genomes=False` it joins the pretraining train split on purpose.
+    """
+    held = {s: set() for s in ("val", "test")}
+    for table in splits:
+        for split in held:
+            held[split] |= set(table.loc[table["split"] == split, "genome"])
+    rows = []
+    for genome in genomes:
+        if genome in held["test"] and exclude_test_genomes:
+            rows.append((genome, "excluded", "a task tests on it"))
+        elif genome in held["test"]:
+            rows.append((genome, "train", "a task tests on it; kept (exclude_test_genomes: false)"))
+        elif genome in held["val"]:
+            rows.append((genome, "val", "a task validates on it"))
+        else:
+            rows.append((genome, "train", ""))
+    return pd.DataFrame(rows, columns=["genome", "role", "reason"])
+
+
 def corpus_windows(
     genomes: list[str],
     genome_paths: Mapping[str, str | Path],
     spec: WindowSpec,
-    split: str,
 ) -> pd.DataFrame:
     """Unlabelled windows for language-model pretraining."""
     frames = [
@@ -217,7 +241,7 @@ def corpus_windows(
     ]
     if not frames:
         return pd.DataFrame({c: [] for c in WINDOW_COLUMNS})
-    return pd.concat(frames, ignore_index=True)[WINDOW_COLUMNS].assign(split=split)
+    return pd.concat(frames, ignore_index=True)[WINDOW_COLUMNS]
 
 
 def class_counts(splits: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

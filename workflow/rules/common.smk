@@ -7,6 +7,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from dnalm.model_sizes import MODEL_SIZES
 from dnalm.sources import parse_source
 from dnalm.windows import split_groups
 
@@ -58,8 +59,6 @@ SAMPLES = PREDICT.get("samples") or {}
 
 def check_config():
     """Cross-references a schema cannot express, caught before any job runs."""
-    from dnalm.models import MODEL_SIZES
-
     if "pretrain" in TASKS:
         raise WorkflowError(
             "'pretrain' is reserved for the pretraining corpus; rename that task"
@@ -131,6 +130,13 @@ def check_config():
             parse_source(source, f"predict sample {sample!r}")
 
 
+def task_labels(task):
+    """Label names in id order: the task's `labels`, else the sheet's labels sorted."""
+    return TASKS[task].get("labels") or sorted(
+        set(GENOMES.loc[task_genomes(task), "label"])
+    )
+
+
 def task_genomes(task):
     chosen = TASKS[task].get("genomes", "all")
     return list(GENOMES.index) if chosen == "all" else list(chosen)
@@ -168,17 +174,6 @@ def task_genome_files(wildcards):
 
 def pretrain_genomes():
     return list(GENOMES.index[GENOMES["pretrain"]])
-
-
-def corpus_splits(corpus):
-    return CORPUS_SPLITS if corpus == "pretrain" else SPLITS
-
-
-def corpus_windows(wildcards):
-    return [
-        f"results/windows/{wildcards.corpus}/{s}.parquet"
-        for s in corpus_splits(wildcards.corpus)
-    ]
 
 
 def corpus_genomes(corpus):

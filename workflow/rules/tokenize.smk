@@ -37,6 +37,6 @@ rule tokenize:
         mem_mb=4000,
         runtime=30,
     params:
-        labels=lambda wc: TASKS[wc.corpus].get("labels") if wc.corpus in TASKS else None,
+        labels=lambda wc: task_labels(wc.corpus) if wc.corpus in TASKS else [],
     script:
         "../scripts/tokenize.py"

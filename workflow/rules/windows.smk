@@ -43,6 +43,7 @@ rule task_windows:
         runtime=30,
     params:
         task=lambda wc: TASKS[wc.task],
+        labels=lambda wc: task_labels(wc.task),
         seed=config["split"]["seed"],
     script:
         "../scripts/task_windows.py"

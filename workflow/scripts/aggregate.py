@@ -24,7 +24,7 @@ with job_log(snakemake.log[0]) as log:
     plot_pretrain_curves(
         {Path(p).parent.name: p for p in snakemake.input.pretrain}, out.pretrain_figure
     )
-    plot_finetune_curves([Path(p).parent for p in snakemake.input.runs], out.finetune_figure)
+    plot_finetune_curves(runs, out.finetune_figure)
     auroc = effect[effect["metric"] == "auroc"]
     log.info(
         "%d runs aggregated; AUROC pretrained - scratch:\n%s",

@@ -4,17 +4,12 @@ from dnalm.runtime import job_log, limit_threads, pick_device
 
 limit_threads(snakemake.threads)
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from dnalm.predict import load_classifier, predict_fasta  # noqa: E402
+from dnalm.predict import load_classifier, predict_fasta, training_window  # noqa: E402
 
 with job_log(snakemake.log[0]) as log:
     device = pick_device(snakemake.params.device)
     model, tokenizer = load_classifier(snakemake.input.model, device)
-    window = json.loads((Path(snakemake.input.model) / "dnalm_training.json").read_text())[
-        "window_length"
-    ]
+    window = training_window(snakemake.input.model)
     n = predict_fasta(
         model,
         tokenizer,

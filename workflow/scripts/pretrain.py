@@ -10,7 +10,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from dnalm.models import count_parameters, model_config  # noqa: E402
+from dnalm.models import config_for, count_parameters  # noqa: E402
 from dnalm.shards import TokenShard  # noqa: E402
 from dnalm.tokenization import load_tokenizer  # noqa: E402
 from dnalm.training import TrainConfig, pretrain_lm  # noqa: E402
@@ -23,13 +23,7 @@ with job_log(snakemake.log[0]) as log:
     val = TokenShard.open(Path(snakemake.input.val_bin).with_suffix(""))
     cfg = TrainConfig(**snakemake.params.train)
     torch.manual_seed(cfg.seed)
-    config = model_config(
-        spec["arch"],
-        spec["size"],
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        max_seq_len=spec["max_seq_len"],
-    )
+    config = config_for(spec, tokenizer)
     model = AutoModelForCausalLM.from_config(config)
     params = count_parameters(model)
     log.info(

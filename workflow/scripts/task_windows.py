@@ -21,7 +21,7 @@ with job_log(snakemake.log[0]) as log:
         WindowSpec(**task["window"]),
         assignment=dict(zip(table["group"], table["split"], strict=True)),
         seed=snakemake.params.seed,
-        labels=task.get("labels"),
+        labels=snakemake.params.labels,
         max_windows_per_genome=task.get("max_windows_per_genome"),
         balance=task.get("balance", "none"),
     )

@@ -16,9 +16,6 @@ with job_log(snakemake.log[0]) as log:
     dtype = token_dtype(len(tokenizer))
     prefix = Path(snakemake.output.bin).with_suffix("")
     n = tokenize_windows(windows, paths, lookup_table(tokenizer), dtype, prefix)
-    labels = snakemake.params.labels
-    if labels is None and (windows["label_id"] >= 0).any():
-        labels = windows.drop_duplicates("label_id").sort_values("label_id")["label"].tolist()
     write_meta(
         prefix,
         {
@@ -29,7 +26,7 @@ with job_log(snakemake.log[0]) as log:
             "sequences": n,
             "tokens": int((windows["end"] - windows["start"]).sum()),
             "window_length": int((windows["end"] - windows["start"]).max()) if n else 0,
-            "labels": labels or [],
+            "labels": snakemake.params.labels,
         },
     )
     log.info("%d windows tokenized to %s (.bin/.idx, dtype %s)", n, prefix, dtype)

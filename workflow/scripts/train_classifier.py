@@ -13,7 +13,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from dnalm.metrics import classification_metrics  # noqa: E402
-from dnalm.models import count_parameters, model_config  # noqa: E402
+from dnalm.models import config_for, count_parameters  # noqa: E402
+from dnalm.predict import write_training_info  # noqa: E402
 from dnalm.shards import TokenShard  # noqa: E402
 from dnalm.tokenization import load_tokenizer  # noqa: E402
 from dnalm.training import TrainConfig, finetune_classifier, predict_proba  # noqa: E402
@@ -42,14 +43,7 @@ with job_log(snakemake.log[0]) as log:
             Path(snakemake.input.pretrained).parent, **label_kwargs
         )
     else:
-        config = model_config(
-            spec["arch"],
-            spec["size"],
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            max_seq_len=spec["max_seq_len"],
-        )
-        config.update(label_kwargs)
+        config = config_for(spec, tokenizer, **label_kwargs)
         model = AutoModelForSequenceClassification.from_config(config)
     params = count_parameters(model)
     log.info(
@@ -93,9 +87,7 @@ with job_log(snakemake.log[0]) as log:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     window_length = int(shards["train"].meta["window_length"])
-    (out / "dnalm_training.json").write_text(
-        json.dumps({"window_length": window_length, "labels": labels}) + "\n"
-    )
+    write_training_info(out, window_length=window_length, labels=labels)
     metrics = {
         "task": snakemake.wildcards.task,
         "model": spec["name"],

@@ -7,6 +7,7 @@ After `import dnalm.models`, `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ from transformers import (
     AutoModelForSequenceClassification,
     PreTrainedConfig,
 )
+
+from dnalm.model_sizes import MODEL_SIZES, PARAMETER_COUNTS, SIZE_NAMES
 
 from .modeling_gpt import (
     DnaGPTConfig,
@@ -30,7 +33,6 @@ from .modeling_hyena import (
     HyenaForSequenceClassification,
     HyenaModel,
 )
-from .sizes import MODEL_SIZES, PARAMETER_COUNTS, SIZE_NAMES
 
 ARCHITECTURES = ("hyena", "gpt")
 
@@ -76,6 +78,22 @@ def model_config(
         **overrides,
     }
     return _CONFIGS[arch](**kwargs)
+
+
+def config_for(spec: Mapping[str, Any], tokenizer, **overrides: Any) -> PreTrainedConfig:
+    """Config of a pipeline model entry (arch, size, max_seq_len) for `tokenizer`.
+
+    Pretraining and scratch training both build their network here, so the two inits of a model
+    are always the same architecture.
+    """
+    return model_config(
+        spec["arch"],
+        spec["size"],
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        max_seq_len=spec["max_seq_len"],
+        **overrides,
+    )
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -1,5 +1,8 @@
 """Named model sizes for each architecture: size name -> config keyword arguments.
 
+Kept outside `dnalm.models` (and free of torch) so that the Snakefile can check sizes at parse
+time without importing torch and transformers (~4.5 s per `snakemake` call).
+
 Hyena sizes are HyenaDNA's published checkpoints (Nguyen et al. 2023, table of pretrained
 models); `max_seq_len` is the context length of that checkpoint and is only a reference value
 (`dnalm.models.model_config` always sets it from its own argument). GPT sizes copy the width,
