@@ -87,6 +87,34 @@ def encode_bytes(
     return ids.astype(dtype or token_dtype(int(table.max()) + 1), copy=False)
 
 
+class SequenceEncoder:
+    """Bulk DNA -> token ids for a saved tokenizer, whatever its kind.
+
+    Corpus building, training and prediction all encode through this one object so that a
+    tokenizer kind added here works everywhere. `encode` takes a whole window or record at once.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.kind = "char"
+        self.table = lookup_table(tokenizer)
+        self.dtype = token_dtype(len(tokenizer))
+        self.pad_id = int(tokenizer.pad_token_id)
+
+    def encode(self, sequence: bytes | str) -> np.ndarray:
+        """Token ids of one sequence (no special tokens added)."""
+        return encode_bytes(sequence, self.table, self.dtype)
+
+    def encode_many(self, sequences: list[bytes | str]) -> list[np.ndarray]:
+        """Token ids of many sequences; kinds backed by a Rust tokenizer batch this call."""
+        return [self.encode(s) for s in sequences]
+
+
+def encoder_for(tokenizer) -> SequenceEncoder:
+    """The bulk encoder of a loaded tokenizer."""
+    return SequenceEncoder(tokenizer)
+
+
 _COMPLEMENT = bytes.maketrans(
     b"ACGTUNRYKMSWBDHVacgtunrykmswbdhv", b"TGCAANYRMKSWVHDBtgcaanyrmkswvhdb"
 )
