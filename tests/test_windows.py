@@ -5,7 +5,7 @@ from conftest import write_genome
 
 from dnalm.corpus import tokenize_windows
 from dnalm.shards import TokenShard
-from dnalm.tokenization import char_tokenizer, lookup_table
+from dnalm.tokenization import char_tokenizer, encoder_for
 from dnalm.windows import (
     WindowSpec,
     class_counts,
@@ -150,7 +150,7 @@ def test_tokenized_windows_match_sequence(tmp_path):
     win = win.assign(genome="g", strand="+", label="x", label_id=0, group="g")
     win.loc[1, "strand"] = "-"
     tok = char_tokenizer()
-    n = tokenize_windows(win, {"g": path}, lookup_table(tok), np.dtype(np.uint8), tmp_path / "s")
+    n = tokenize_windows(win, {"g": path}, encoder_for(tok), tmp_path / "s")
     shard = TokenShard(tmp_path / "s", "uint8")
     assert n == len(win) == len(shard)
     records = {"r1": seq, "r2": seq[::-1]}

@@ -10,7 +10,7 @@ import pandas as pd
 
 from dnalm.fasta import open_genome
 from dnalm.shards import write_shard
-from dnalm.tokenization import encode_bytes, reverse_complement
+from dnalm.tokenization import SequenceEncoder, reverse_complement
 
 
 def _runs(windows: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
@@ -22,34 +22,44 @@ def _runs(windows: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
         yield part["genome"].iat[0], part["chrom"].iat[0], part
 
 
-def window_token_ids(
-    windows: pd.DataFrame, genome_paths: Mapping[str, str | Path], table: np.ndarray, dtype
-) -> Iterator[tuple[np.ndarray, int]]:
-    """(token ids, label id) of every window in table order; one record in memory at a time."""
+def window_sequences(
+    windows: pd.DataFrame, genome_paths: Mapping[str, str | Path]
+) -> Iterator[bytes]:
+    """Sequence of every window in table order (reverse-complemented on the minus strand).
+
+    A table with a `sequence` column (labelled-sequence tasks) carries its sequences inline;
+    otherwise they are sliced from the genomes, one record in memory at a time.
+    """
     if windows.empty:
+        return
+    if "sequence" in windows:
+        for seq in windows["sequence"]:
+            yield seq.encode("ascii") if isinstance(seq, str) else bytes(seq)
         return
     genomes: dict[str, object] = {}
     for genome, chrom, part in _runs(windows):
         if genome not in genomes:
             genomes[genome] = open_genome(genome_paths[genome])
-        record = genomes[genome][chrom][:].seq
-        forward = encode_bytes(record, table, dtype)
-        for start, end, strand, label in zip(
-            part["start"], part["end"], part["strand"], part["label_id"], strict=True
-        ):
-            if strand == "-":
-                ids = encode_bytes(reverse_complement(record[start:end]), table, dtype)
-            else:
-                ids = forward[start:end]
-            yield ids, int(label)
+        record = genomes[genome][chrom][:].seq.encode("ascii")
+        for start, end, strand in zip(part["start"], part["end"], part["strand"], strict=True):
+            piece = record[start:end]
+            yield reverse_complement(piece) if strand == "-" else piece
+
+
+def window_token_ids(
+    windows: pd.DataFrame, genome_paths: Mapping[str, str | Path], encoder: SequenceEncoder
+) -> Iterator[tuple[np.ndarray, int]]:
+    """(token ids, label id) of every window in table order."""
+    labels = windows["label_id"] if "label_id" in windows else np.zeros(len(windows), int)
+    for seq, label in zip(window_sequences(windows, genome_paths), labels, strict=True):
+        yield encoder.encode(seq), int(label)
 
 
 def tokenize_windows(
     windows: pd.DataFrame,
     genome_paths: Mapping[str, str | Path],
-    table: np.ndarray,
-    dtype: np.dtype,
+    encoder: SequenceEncoder,
     prefix: str | Path,
 ) -> int:
     """Write the token ids of `windows` (in row order) to the shard `prefix`."""
-    return write_shard(prefix, window_token_ids(windows, genome_paths, table, dtype), dtype)
+    return write_shard(prefix, window_token_ids(windows, genome_paths, encoder), encoder.dtype)

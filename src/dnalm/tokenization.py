@@ -120,6 +120,8 @@ _COMPLEMENT = bytes.maketrans(
 )
 
 
-def reverse_complement(sequence: str) -> str:
-    """IUPAC-aware reverse complement that keeps case (soft-masking survives)."""
+def reverse_complement(sequence: str | bytes) -> str | bytes:
+    """IUPAC-aware reverse complement that keeps case (soft-masking survives); str in, str out."""
+    if isinstance(sequence, bytes):
+        return sequence.translate(_COMPLEMENT)[::-1]
     return sequence.encode("ascii").translate(_COMPLEMENT)[::-1].decode("ascii")

@@ -7,15 +7,16 @@ import pandas as pd
 from dnalm.corpus import tokenize_windows
 from dnalm.runtime import job_log
 from dnalm.shards import write_meta
-from dnalm.tokenization import load_tokenizer, lookup_table, token_dtype
+from dnalm.tokenization import encoder_for, load_tokenizer
 
 with job_log(snakemake.log[0]) as log:
     tokenizer = load_tokenizer(Path(snakemake.input.tokenizer).parent)
     windows = pd.read_parquet(snakemake.input.windows)
     paths = {Path(p).name.removesuffix(".fa.gz"): p for p in snakemake.input.genomes}
-    dtype = token_dtype(len(tokenizer))
+    encoder = encoder_for(tokenizer)
+    dtype = encoder.dtype
     prefix = Path(snakemake.output.bin).with_suffix("")
-    n = tokenize_windows(windows, paths, lookup_table(tokenizer), dtype, prefix)
+    n = tokenize_windows(windows, paths, encoder, prefix)
     write_meta(
         prefix,
         {
