@@ -3,6 +3,13 @@
 Plain loops in the spirit of nanoGPT: sample a batch, forward, backward, clip, step, log. Every
 run is driven by a seed that fixes the data order, so a pretrained and a scratch run of one seed
 see exactly the same batches.
+
+Under torchrun (several processes) the loops train a DDP-wrapped model: every rank draws the same
+global batch and computes the loss on its own slice of it, weighted so that the averaged gradient
+is the gradient of the whole batch's loss. The per-step losses and the final weights therefore
+match a one-process run with the same `batch_size` (up to float rounding). Evaluation is shared
+out the same way and gathered, so every rank takes the same model-selection decision; only the
+main rank writes curves and logs progress.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dnalm import distributed
 from dnalm.metrics import classification_metrics
 from dnalm.shards import TokenShard
 
@@ -79,6 +87,17 @@ def optimizer_step(model, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_c
     opt.step()
 
 
+def check_world(cfg: TrainConfig) -> int:
+    """The number of processes; each needs at least one row of every global batch."""
+    world = distributed.world_size()
+    if cfg.batch_size < world:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is smaller than the {world} training processes: "
+            "the batch size is the global batch, split across processes"
+        )
+    return world
+
+
 def batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Endless shuffled epochs over n rows."""
     if n == 0:
@@ -97,19 +116,27 @@ def autocast(device: torch.device):
 
 
 class CurveWriter:
-    """Appends one TSV row per logged point so a killed run still leaves its curve."""
+    """Appends one TSV row per logged point so a killed run still leaves its curve.
+
+    Under torchrun only the main rank opens the file; on the others every call does nothing.
+    """
 
     def __init__(self, path: str | Path, columns: list[str]):
         self.columns = columns
-        self.handle = open(path, "w")  # noqa: SIM115 - closed in close()
-        self.handle.write("\t".join(columns) + "\n")
+        self.handle = None
+        if distributed.is_main():
+            self.handle = open(path, "w")  # noqa: SIM115 - closed in close()
+            self.handle.write("\t".join(columns) + "\n")
 
     def write(self, **row) -> None:
+        if self.handle is None:
+            return
         self.handle.write("\t".join(_fmt(row.get(c, "")) for c in self.columns) + "\n")
         self.handle.flush()
 
     def close(self) -> None:
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
 
 
 def _fmt(value) -> str:
@@ -117,29 +144,45 @@ def _fmt(value) -> str:
 
 
 def lm_batch(
-    shard: TokenShard, rows: np.ndarray, pad_id: int, device
+    shard: TokenShard, rows: np.ndarray, pad_id: int, device, length: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(input ids, LM labels) for some rows; padding is ignored by the loss (label -100)."""
-    ids, mask = shard.batch(rows, pad_id)
+    ids, mask = shard.batch(rows, pad_id, length)
     ids_t = torch.from_numpy(ids).to(device)
     return ids_t, ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+
+
+def lm_targets(shard: TokenShard, rows: np.ndarray) -> int:
+    """Predicted positions (tokens after the first of each row): what the LM loss averages over."""
+    return int(np.maximum(shard.lengths[rows].astype(np.int64) - 1, 0).sum())
+
+
+def rank_share(local: float, total: float) -> float:
+    """Weight of this rank's mean loss so that DDP's gradient average is the global mean's."""
+    return local / total * distributed.world_size()
 
 
 @torch.no_grad()
 def lm_loss(
     model, shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device
 ) -> float:
-    """Mean next-token loss (nats per token) over the given rows."""
+    """Mean next-token loss (nats per token) over the given rows, on every rank alike."""
     model.eval()
     total, count = 0.0, 0
     for lo in range(0, len(rows), batch_size):
-        ids_t, labels = lm_batch(shard, rows[lo : lo + batch_size], pad_id, device)
+        chunk = rows[lo : lo + batch_size]
+        mine = distributed.rank_slice(chunk)
+        if len(mine) == 0:
+            continue
+        width = int(shard.lengths[chunk].max())
+        ids_t, labels = lm_batch(shard, mine, pad_id, device, width)
         with autocast(device):
             loss = model(input_ids=ids_t, labels=labels).loss
         n = int((labels[:, 1:] != -100).sum())
         total += float(loss) * n
         count += n
     model.train()
+    total, count = distributed.all_reduce_sum([total, count])
     return total / max(1, count)
 
 
@@ -156,9 +199,11 @@ def pretrain_lm(
 ) -> dict:
     """Next-token pretraining; returns a summary with the final validation loss."""
     log = log or getLogger("dnalm")
+    world = check_world(cfg)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
+    net = distributed.wrap_model(model, device)
     opt = make_optimizer(model, cfg)
     val_rows = np.arange(min(len(val), cfg.eval_sequences))
     curve = CurveWriter(
@@ -171,11 +216,16 @@ def pretrain_lm(
     try:
         for step in range(1, cfg.steps + 1):
             lr = set_learning_rate(opt, step - 1, cfg)
-            ids_t, labels = lm_batch(train, next(stream), pad_id, device)
+            rows = next(stream)  # the global batch, the same on every rank
+            mine = distributed.rank_slice(rows)
+            width = int(train.lengths[rows].max())
+            ids_t, labels = lm_batch(train, mine, pad_id, device, width)
             with autocast(device):
-                loss = model(input_ids=ids_t, labels=labels).loss
+                loss = net(input_ids=ids_t, labels=labels).loss
+            if world > 1:
+                loss = loss * rank_share(lm_targets(train, mine), lm_targets(train, rows))
             optimizer_step(model, opt, loss, cfg.grad_clip)
-            tokens += int((labels != -100).sum())
+            tokens += int(np.minimum(train.lengths[rows], width).sum())
             running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 elapsed = time.perf_counter() - t0
@@ -183,7 +233,7 @@ def pretrain_lm(
                     "pretrain step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s  eta %.0fs",
                     step,
                     cfg.steps,
-                    np.mean(running),
+                    distributed.mean_across_ranks(np.mean(running)),
                     lr,
                     tokens / elapsed,
                     elapsed / step * (cfg.steps - step),
@@ -200,7 +250,7 @@ def pretrain_lm(
                     step=step,
                     tokens=tokens,
                     lr=lr,
-                    train_loss=float(np.mean(running)),
+                    train_loss=distributed.mean_across_ranks(np.mean(running)),
                     val_loss=val_loss,
                     val_bits_per_base=val_loss / math.log(2),
                     seconds=time.perf_counter() - t0,
@@ -217,26 +267,54 @@ def pretrain_lm(
         "val_loss": val_loss,
         "val_bits_per_base": val_loss / math.log(2),
         "val_sequences": len(val_rows),
+        "processes": world,
     }
 
 
 @torch.no_grad()
 def predict_proba(model, shard: TokenShard, batch_size: int, pad_id: int, device) -> np.ndarray:
-    """Class probabilities for every sequence of a shard, in shard order."""
+    """Class probabilities for every sequence of a shard, in shard order (on every rank)."""
     model.eval()
-    out = []
+    n_labels = model.config.num_labels
+    out, mine_all = [], []
     for lo in range(0, len(shard), batch_size):
         rows = np.arange(lo, min(lo + batch_size, len(shard)))
-        ids, mask = shard.batch(rows, pad_id)
+        mine = distributed.rank_slice(rows)
+        if len(mine) == 0:
+            continue
+        ids, mask = shard.batch(mine, pad_id, int(shard.lengths[rows].max()))
         with autocast(device):
             logits = model(
                 input_ids=torch.from_numpy(ids).to(device),
                 attention_mask=torch.from_numpy(mask).to(device),
             ).logits
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        mine_all.append(mine)
     model.train()
-    n_labels = model.config.num_labels
-    return np.concatenate(out) if out else np.zeros((0, n_labels))
+    local = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
+    if distributed.world_size() == 1:
+        return local if out else np.zeros((0, n_labels))
+    return _gather_by_row(local, len(shard), batch_size)
+
+
+def _gather_by_row(local: np.ndarray, n: int, batch_size: int) -> np.ndarray:
+    """Put every rank's rows (chunked as in `predict_proba`) back into shard order."""
+    world = distributed.world_size()
+    owned = [
+        np.concatenate(
+            [
+                distributed.rank_slice(np.arange(lo, min(lo + batch_size, n)), world, r)
+                for lo in range(0, n, batch_size)
+            ]
+            or [np.zeros(0, dtype=np.int64)]
+        )
+        for r in range(world)
+    ]
+    parts = distributed.all_gather_rows(local, [len(o) for o in owned])
+    full = np.empty((n, *local.shape[1:]), dtype=local.dtype)
+    for rows, part in zip(owned, parts, strict=True):
+        full[rows] = part
+    return full
 
 
 def evaluate(
@@ -266,9 +344,11 @@ def finetune_classifier(
     The test split is never seen here; the caller scores it once with the selected weights.
     """
     log = log or getLogger("dnalm")
+    world = check_world(cfg)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
+    net = distributed.wrap_model(model, device)
     opt = make_optimizer(model, cfg)
     curve = CurveWriter(
         curve_path,
@@ -281,19 +361,26 @@ def finetune_classifier(
     try:
         for step in range(1, cfg.steps + 1):
             lr = set_learning_rate(opt, step - 1, cfg)
-            rows = next(stream)
-            ids, mask = train.batch(rows, pad_id)
+            rows = next(stream)  # the global batch, the same on every rank
+            mine = distributed.rank_slice(rows)
+            ids, mask = train.batch(mine, pad_id, int(train.lengths[rows].max()))
             with autocast(device):
-                loss = model(
+                loss = net(
                     input_ids=torch.from_numpy(ids).to(device),
                     attention_mask=torch.from_numpy(mask).to(device),
-                    labels=torch.from_numpy(train.labels[rows].astype(np.int64)).to(device),
+                    labels=torch.from_numpy(train.labels[mine].astype(np.int64)).to(device),
                 ).loss
+            if world > 1:
+                loss = loss * rank_share(len(mine), len(rows))
             optimizer_step(model, opt, loss, cfg.grad_clip)
             running.append(loss.item())
             if step % cfg.log_every == 0 or step == cfg.steps:
                 log.info(
-                    "finetune step %d/%d  loss %.4f  lr %.2e", step, cfg.steps, np.mean(running), lr
+                    "finetune step %d/%d  loss %.4f  lr %.2e",
+                    step,
+                    cfg.steps,
+                    distributed.mean_across_ranks(np.mean(running)),
+                    lr,
                 )
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 scores, _ = evaluate(model, val, cfg.batch_size, pad_id, device)
@@ -319,7 +406,7 @@ def finetune_classifier(
                 curve.write(
                     step=step,
                     lr=lr,
-                    train_loss=float(np.mean(running)),
+                    train_loss=distributed.mean_across_ranks(np.mean(running)),
                     val_loss=scores["loss"],
                     val_accuracy=scores["accuracy"],
                     val_mcc=scores["mcc"],
@@ -335,4 +422,5 @@ def finetune_classifier(
         "selected_on": select_on,
         "val": best["val"],
         "seconds": time.perf_counter() - t0,
+        "processes": world,
     }
