@@ -1,6 +1,6 @@
 import pytest
 
-from dnalm.sources import metagenome_options, parse_source
+from dnalm.sources import AcquireSettings, metagenome_options, parse_source, ucsc_files
 
 
 def test_kinds():
@@ -10,16 +10,70 @@ def test_kinds():
 
 
 @pytest.mark.parametrize(
-    "source", ["https://example.org/x.fa.gz", "ftp://h/x.fa", "ncbi:NC_045512.2"]
+    ("source", "kind", "args"),
+    [
+        ("https://example.org/x.fa.gz", "url", ("https://example.org/x.fa.gz",)),
+        ("ftp://ftp.ensembl.org/pub/x.fa.gz", "url", ("ftp://ftp.ensembl.org/pub/x.fa.gz",)),
+        ("ncbi:NC_045512.2", "ncbi", ("NC_045512.2",)),
+        (
+            "ncbi:NC_045512.2, MN908947,NZ_CP012345.1",
+            "ncbi",
+            ("NC_045512.2", "MN908947", "NZ_CP012345.1"),
+        ),
+        ("assembly:GCF_000005845.2", "assembly", ("GCF_000005845.2",)),
+        ("assembly:GCA_000001405", "assembly", ("GCA_000001405",)),
+        ("refseq:viral", "refseq", ("viral",)),
+        ("ucsc:hg38", "ucsc", ("hg38",)),
+        ("ucsc:hg38:chr21,chr22", "ucsc", ("hg38", "chr21", "chr22")),
+    ],
 )
-def test_download_sources_fail_clearly(source):
-    with pytest.raises(ValueError, match="needs a download"):
+def test_download_kinds_parse_without_network(source, kind, args):
+    parsed = parse_source(source)
+    assert (parsed.kind, parsed.args, parsed.is_download) == (kind, args, True)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("s3://bucket/x.fa", "unsupported URL scheme 's3'"),
+        ("https://example.org", "needs a host and a file path"),
+        ("ncbi:", "no accession"),
+        ("ncbi:NC_045512.2,not-an-acc", "'not-an-acc' is not a nucleotide accession"),
+        ("ncbi:NC_045512.2,NC_045512.2", "listed twice"),
+        ("assembly:GCF_12345", "not an assembly accession"),
+        ("refseq:bacteria", "only refseq:viral"),
+        ("ucsc:hg38:chr1,chr1", "listed twice"),
+        ("ucsc:hg 38", "ucsc:<assembly>"),
+    ],
+)
+def test_bad_download_sources_fail_clearly(source, message):
+    with pytest.raises(ValueError, match="genomes.tsv, genome 'x'") as info:
         parse_source(source, "genomes.tsv, genome 'x'")
+    assert message in str(info.value)
 
 
 def test_bad_simulated_source_names_the_sheet_row():
     with pytest.raises(ValueError, match="genomes.tsv, genome 'x'"):
         parse_source("simulated:plasmid", "genomes.tsv, genome 'x'")
+
+
+def test_ucsc_files():
+    base = "https://hgdownload.soe.ucsc.edu/goldenPath"
+    assert ucsc_files("hg38", ()) == [f"{base}/hg38/bigZips/hg38.fa.gz"]
+    assert ucsc_files("hg38", ("chr2",), "http://mirror/gp/") == [
+        "http://mirror/gp/hg38/chromosomes/chr2.fa.gz"
+    ]
+
+
+def test_settings_take_the_api_key_from_the_environment_only():
+    settings = AcquireSettings.from_config(
+        {"soft_mask": "keep", "retries": 2, "ncbi_api_key": "from-config"},
+        environ={"NCBI_API_KEY": "env-key", "NCBI_EMAIL": "me@example.org"},
+    )
+    assert settings.retries == 2 and settings.ncbi_api_key == "env-key"
+    assert settings.ncbi_email == "me@example.org"
+    assert "env-key" not in repr(settings)
+    assert AcquireSettings.from_config({"ncbi_email": "a@b.c"}, environ={}).ncbi_email == "a@b.c"
 
 
 def test_metagenome_options():

@@ -57,9 +57,9 @@ CASES = {
     ),
     "duplicate genome": (SHEET.replace("v1\t", "v0\t"), {}, "duplicate genome name(s) v0"),
     "unknown source type": (
-        SHEET.replace("simulated:virus?length=5000&family=2", "https://x.org/v.fa"),
+        SHEET.replace("simulated:virus?length=5000&family=2", "s3://x/v.fa"),
         {},
-        "needs a download",
+        "unsupported URL scheme 's3'",
     ),
     "bad simulated profile": (
         SHEET.replace("simulated:host?length=8000&family=0", "simulated:plasmid"),

@@ -1,4 +1,6 @@
-# acquire: every genome of the sheet -> bgzip FASTA + .fai/.gzi, checksum verified.
+# acquire: every genome of the sheet -> bgzip FASTA + .fai/.gzi, checksum verified. Download
+# sources (URL, ncbi:, assembly:, refseq:, ucsc:) are fetched by the job itself, into the
+# acquire.download_dir cache, never at parse time; GenomicBenchmarks datasets likewise.
 
 
 rule acquire_genome:
@@ -16,13 +18,40 @@ rule acquire_genome:
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=30,
+        runtime=acquire_runtime,
     params:
         source=lambda wc: GENOMES.loc[wc.genome, "source"],
         checksum=lambda wc: GENOMES.loc[wc.genome, "checksum"],
-        soft_mask=config["acquire"]["soft_mask"],
+        normalise=normalise_options(),
+        urls=source_urls,
     script:
         "../scripts/acquire_genome.py"
+
+
+rule genomic_benchmark:
+    input:
+        benchmark_references,
+    output:
+        directory("resources/genomic_benchmarks/{dataset}"),
+    log:
+        "logs/genomic_benchmark/{dataset}.log",
+    wildcard_constraints:
+        dataset=r"[A-Za-z0-9_]+",
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        references=lambda wc: config["acquire"]["genomic_benchmarks_references"].get(
+            wc.dataset
+        ),
+        coordinates=benchmark_coordinates,
+        # a function, so that Snakemake leaves the template's {dataset}/{drive_id} alone
+        url=lambda wc: config["acquire"]["genomic_benchmarks_url"],
+    script:
+        "../scripts/genomic_benchmark.py"
 
 
 rule simulate_sample:

@@ -1,0 +1,424 @@
+"""Downloading one file, safely: retried, resumed, verified, then moved into place.
+
+Genome downloads are large and servers flaky; a half-written or silently corrupted file would
+poison every later rule, because Snakemake trusts any output that exists. So a transfer goes to
+`<dest>.part`, survives transient failures (connection errors, 408/429/5xx, a connection cut
+mid-body: the next attempt resumes with an HTTP Range request where the server allows), is checked
+(pinned checksum; gzip integrity when the content is gzip) and only then renamed to `dest`.
+Content errors (checksum mismatch, corrupt gzip, 4xx) remove the `.part`; a transient failure
+that outlasts the retries keeps it, so that the next run resumes instead of starting over.
+
+Only the standard library is used (urllib): `http://`, `https://` and `ftp://` URLs. FTP
+transfers restart from the beginning (urllib's FTP handler cannot resume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import gzip
+import hashlib
+import http.client
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+__all__ = [
+    "DownloadChecksumError",
+    "DownloadError",
+    "RateLimiter",
+    "check_gzip",
+    "concatenate",
+    "download",
+    "fetch_bytes",
+    "list_links",
+    "parse_checksum",
+]
+
+SCHEMES = ("http", "https", "ftp")
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+CHUNK = 1 << 20
+USER_AGENT = "dnalm/0.1 (python-urllib; https://github.com/dnalm)"
+_HEX_LENGTH_TO_ALGORITHM = {64: "sha256", 32: "md5"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_log = logging.getLogger("dnalm")
+
+
+class DownloadError(RuntimeError):
+    """A download that cannot succeed as asked (after retries, or a permanent error)."""
+
+
+class DownloadChecksumError(DownloadError):
+    """The downloaded bytes are not the ones the sheet or config pinned."""
+
+    def __init__(self, url: str, expected: str, actual: str) -> None:
+        self.url = url
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{url}: checksum mismatch (expected {expected}, got {actual}); the download was "
+            "removed. The server's file changed or the pinned checksum is wrong: check the "
+            "source and update the checksum if the new file is intended"
+        )
+
+    def __reduce__(self):  # keep the attributes when pickled across processes
+        return (DownloadChecksumError, (self.url, self.expected, self.actual))
+
+
+class _Transient(Exception):
+    """One failed attempt worth retrying."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """Spaces calls at least 1/rate seconds apart (thread-safe), as NCBI's usage policy asks."""
+
+    def __init__(self, requests_per_second: float) -> None:
+        if requests_per_second <= 0:
+            raise ValueError(f"requests_per_second must be positive, got {requests_per_second!r}")
+        self.interval = 1.0 / requests_per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                time.sleep(self._next - now)
+                now = self._next
+            self._next = now + self.interval
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def parse_checksum(expected: str) -> tuple[str, str]:
+    """`sha256:<hex>`, `md5:<hex>` or bare hex (the algorithm told by its length) -> (alg, hex)."""
+    text = str(expected).strip()
+    if ":" in text:
+        algorithm, _, digest = text.partition(":")
+        algorithm = algorithm.strip().lower()
+        if algorithm not in ("sha256", "md5", "sha1", "sha512"):
+            raise ValueError(
+                f"unknown checksum algorithm {algorithm!r} in {expected!r}; use sha256 or md5"
+            )
+    else:
+        digest = text
+        algorithm = _HEX_LENGTH_TO_ALGORITHM.get(len(digest), "")
+        if not algorithm:
+            raise ValueError(
+                f"cannot tell the checksum algorithm of {expected!r}: give 'sha256:<hex>', "
+                "'md5:<hex>', or a bare 64-character (sha256) or 32-character (md5) hex digest"
+            )
+    digest = digest.strip().lower()
+    if not digest or not re.fullmatch(r"[0-9a-f]+", digest):
+        raise ValueError(f"checksum {expected!r} is not a hex digest")
+    if len(digest) != hashlib.new(algorithm).digest_size * 2:
+        raise ValueError(f"checksum {expected!r}: wrong length for {algorithm}")
+    return algorithm, digest
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, algorithm).hexdigest()
+
+
+def check_gzip(path: str | os.PathLike[str], name: str | None = None) -> None:
+    """Decompress to the end: a truncated or corrupt gzip raises DownloadError naming `name`."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(CHUNK):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as err:
+        raise DownloadError(
+            f"{name or path}: truncated or corrupt gzip ({err}); the download was removed. "
+            "The server's file is incomplete: try again later or use another mirror"
+        ) from None
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def _check_url(url: str) -> urllib.parse.SplitResult:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in SCHEMES or not parts.netloc:
+        raise ValueError(
+            f"{url!r} is not a downloadable URL; give an http://, https:// or ftp:// URL"
+        )
+    return parts
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    return None
+
+
+def _content_range_start(value: str | None) -> int | None:
+    match = re.match(r"bytes\s+(\d+)-\d+/(\d+|\*)", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _attempt(
+    url: str,
+    part: Path,
+    *,
+    data: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+    log: logging.Logger,
+    progress_every: float,
+) -> None:
+    """One request; appends to `part` (resuming) or rewrites it. Raises _Transient to retry."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    offset = part.stat().st_size if part.exists() else 0
+    if offset and (data is not None or scheme == "ftp"):
+        part.unlink()  # a POST answer or an FTP transfer cannot be resumed
+        offset = 0
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    request.add_header("User-Agent", USER_AGENT)
+    for key, value in headers.items():
+        request.add_header(key, value)
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        err.close()
+        if err.code == 416 and offset:
+            part.unlink()
+            raise _Transient("the server refused to resume (HTTP 416); restarting") from None
+        if err.code in RETRY_STATUS:
+            raise _Transient(
+                f"HTTP {err.code} {err.reason}", _retry_after(err.headers.get("Retry-After"))
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        hint = " (check the URL or accession)" if err.code == 404 else ""
+        raise DownloadError(f"{url}: HTTP {err.code} {err.reason}{hint}") from None
+    except urllib.error.URLError as err:
+        reason = str(err.reason)
+        if scheme == "ftp" and ("550" in reason or "error_perm" in reason):
+            raise DownloadError(f"{url}: {reason} (no such file on the FTP server?)") from None
+        raise _Transient(reason) from None
+    except (OSError, http.client.HTTPException) as err:
+        raise _Transient(f"{type(err).__name__}: {err}") from None
+
+    with response:
+        status = getattr(response, "status", None)
+        if offset and status == 206:
+            start = _content_range_start(response.headers.get("Content-Range"))
+            if start != offset:
+                part.unlink()
+                raise _Transient(
+                    f"the server resumed at byte {start}, not {offset}; restarting"
+                ) from None
+            log.info("%s: resuming at byte %d", url, offset)
+        elif offset:
+            log.info("%s: the server ignored the resume request; restarting", url)
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        received = offset
+        started = last_report = time.monotonic()
+        with open(part, "ab" if offset else "wb") as out:
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (OSError, http.client.HTTPException) as err:
+                    raise _Transient(
+                        f"connection lost after {received} bytes ({type(err).__name__}: {err})"
+                    ) from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                now = time.monotonic()
+                if now - last_report >= progress_every:
+                    last_report = now
+                    rate = (received - offset) / max(now - started, 1e-9)
+                    of = f" of {_human(total)}" if total else ""
+                    log.info("%s: %s%s (%s/s)", url, _human(received), of, _human(rate))
+    if total is not None and received < total:
+        raise _Transient(f"connection closed after {received} of {total} bytes")
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike[str],
+    checksum: str | None = None,
+    *,
+    retries: int = 5,
+    backoff: float = 2.0,
+    max_backoff: float = 120.0,
+    timeout: float = 60.0,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    before_request: Callable[[], None] | None = None,
+    gzip_check: bool = True,
+    reuse: bool = True,
+    progress_every: float = 10.0,
+    log: logging.Logger | None = None,
+) -> Path:
+    """Fetch `url` into `dest`, all or nothing; return `dest`.
+
+    `checksum` (`sha256:<hex>`, `md5:<hex>` or bare hex) is verified before the file is moved
+    into place. With `reuse`, an existing `dest` is kept when it matches the checksum (or when
+    no checksum is given). `data` makes the request a POST (never resumed). `before_request` runs
+    before every attempt (a rate limiter). Retries wait `backoff * 2**attempt` seconds (capped,
+    with a little jitter, or the server's Retry-After when longer).
+    """
+    log = log or _log
+    _check_url(url)
+    expected = parse_checksum(checksum) if checksum else None
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        if reuse and expected is None:
+            log.info("%s: using the cached %s", url, dest)
+            return dest
+        if reuse and expected is not None and _digest(dest, expected[0]) == expected[1]:
+            log.info("%s: using the cached %s (checksum verified)", url, dest)
+            return dest
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    failures: list[str] = []
+    for attempt in range(retries + 1):
+        if before_request is not None:
+            before_request()
+        try:
+            _attempt(
+                url,
+                part,
+                data=data,
+                headers=headers or {},
+                timeout=timeout,
+                log=log,
+                progress_every=progress_every,
+            )
+            break
+        except _Transient as err:
+            failures.append(str(err))
+            if attempt == retries:
+                if data is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        part.unlink()
+                kept = (
+                    f"; the partial file {part} is kept and the next run resumes it"
+                    if part.exists() and data is None
+                    else ""
+                )
+                raise DownloadError(
+                    f"{url}: failed after {retries + 1} attempt(s): {'; '.join(failures[-3:])}"
+                    f"{kept}"
+                ) from None
+            delay = min(max_backoff, backoff * 2**attempt) * (1 + 0.1 * random.random())
+            if err.retry_after is not None:
+                delay = max(delay, min(err.retry_after, max_backoff))
+            log.warning(
+                "%s: attempt %d/%d failed (%s); retrying in %.1f s",
+                url,
+                attempt + 1,
+                retries + 1,
+                err,
+                delay,
+            )
+            time.sleep(delay)
+    try:
+        if expected is not None:
+            algorithm, digest = expected
+            actual = _digest(part, algorithm)
+            if actual != digest:
+                raise DownloadChecksumError(url, f"{algorithm}:{digest}", f"{algorithm}:{actual}")
+        if gzip_check and _is_gzip(part):
+            check_gzip(part, name=url)
+        os.replace(part, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        raise
+    log.info("%s -> %s (%s)", url, dest, _human(dest.stat().st_size))
+    return dest
+
+
+def fetch_bytes(url: str, **kwargs) -> bytes:
+    """A small resource (a directory index, md5sum.txt) in memory, with download()'s retries."""
+    with tempfile.TemporaryDirectory(prefix="dnalm-fetch-") as tmp:
+        path = download(url, Path(tmp) / "body", reuse=False, gzip_check=False, **kwargs)
+        return path.read_bytes()
+
+
+_HREF = re.compile(rb"""href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+
+
+def _natural_key(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def list_links(url: str, pattern: str, **kwargs) -> list[str]:
+    """Absolute URLs of the files an HTML directory index links to whose names match `pattern`.
+
+    NCBI's and UCSC's FTP sites are also served over HTTPS with plain index pages, so listing a
+    release directory is a regex over its links (sorted naturally: viral.2 before viral.10).
+    """
+    base = url if url.endswith("/") else url + "/"
+    body = fetch_bytes(base, **kwargs)
+    names = set()
+    for raw in _HREF.findall(body):
+        href = urllib.parse.unquote(raw.decode("utf-8", "replace"))
+        name = href.rstrip("/").rsplit("/", 1)[-1]
+        if re.fullmatch(pattern, name):
+            names.add(name)
+    return [urllib.parse.urljoin(base, n) for n in sorted(names, key=_natural_key)]
+
+
+def concatenate(parts: Iterable[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> Path:
+    """Byte-wise concatenation (gzip members concatenate into a valid gzip), atomically."""
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, CHUNK)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest

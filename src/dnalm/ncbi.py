@@ -1,0 +1,324 @@
+"""NCBI sources: nucleotide accessions, assembly accessions and the viral RefSeq release.
+
+- `ncbi:ACC1,ACC2` -> E-utilities efetch (db=nuccore, rettype=fasta), POSTed in batches and spaced
+  to NCBI's limit: 3 requests/s, 10 with an API key (`NCBI_API_KEY` in the environment). Every
+  requested accession must come back, or the download fails naming the missing ones.
+- `assembly:GCF_...|GCA_...` -> the NCBI Datasets v2 REST API genome download (a zip data package
+  holding `ncbi_dataset/data/<accession>/*_genomic.fna`, checked against its md5sum.txt), chosen
+  over the FTP layout because it needs no assembly name and resolves an unversioned accession.
+- `refseq:viral` -> every `viral.<n>.1.genomic.fna.gz` listed in the release directory.
+
+All base URLs are parameters (config `acquire:` block) so that tests and mirrors can redirect them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import urllib.parse
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from dnalm.download import DownloadError, RateLimiter, download, fetch_bytes, list_links
+
+__all__ = [
+    "ASSEMBLY_ACCESSION",
+    "DATASETS_URL",
+    "EUTILS_URL",
+    "NUCLEOTIDE_ACCESSION",
+    "NcbiError",
+    "REFSEQ_VIRAL_URL",
+    "download_assembly",
+    "download_refseq_viral",
+    "efetch_nucleotide",
+]
+
+EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
+DATASETS_URL = "https://api.ncbi.nlm.nih.gov/datasets/v2"
+REFSEQ_VIRAL_URL = "https://ftp.ncbi.nlm.nih.gov/refseq/release/viral/"
+REFSEQ_VIRAL_FILES = r"viral\.\d+\.1\.genomic\.fna\.gz"
+
+# GenBank (U12345, AB123456, MN908947.3), WGS (AAAA01000001) and RefSeq (NC_045512.2, NZ_CP...)
+NUCLEOTIDE_ACCESSION = re.compile(r"[A-Z]{1,6}(_[A-Z]{0,4})?[0-9]{5,12}(\.[0-9]+)?")
+ASSEMBLY_ACCESSION = re.compile(r"GC[AF]_[0-9]{9}(\.[0-9]+)?")
+_FASTA_SUFFIXES = (".fna", ".fa", ".fasta", ".fas")
+_log = logging.getLogger("dnalm")
+
+
+class NcbiError(DownloadError):
+    """NCBI answered, but not with what was asked for."""
+
+
+def _header_accessions(line: bytes) -> list[str]:
+    """Accession-like words of a FASTA header id (plain `NC_1.2` or `ref|NC_1.2|` style)."""
+    word = line[1:].split(maxsplit=1)[0].decode("ascii", "replace") if line[1:].strip() else ""
+    return [p for p in word.split("|") if NUCLEOTIDE_ACCESSION.fullmatch(p)] or [word]
+
+
+def _matches(requested: str, found: str) -> bool:
+    return found == requested if "." in requested else found.split(".")[0] == requested
+
+
+def _check_batch(url: str, path: Path, batch: Sequence[str], log: logging.Logger) -> None:
+    """The answer is FASTA and holds every requested accession (streamed: batches can be GBs)."""
+    found: list[str] = []
+    first = b""
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not first and line.strip():
+                first = line.lstrip()
+                if not first.startswith(b">"):
+                    snippet = (first + fh.read(300))[:300].decode("utf-8", "replace")
+                    raise NcbiError(
+                        f"{url}: efetch did not answer with FASTA for {', '.join(batch[:5])}"
+                        f"{' ...' if len(batch) > 5 else ''}: {snippet!r}"
+                    )
+            if line.startswith(b">"):
+                found.extend(_header_accessions(line))
+    if not first:
+        raise NcbiError(f"{url}: efetch answered with nothing for {', '.join(batch[:5])}")
+    missing = []
+    for acc in batch:
+        hits = [f for f in found if _matches(acc, f)]
+        if not hits:
+            missing.append(acc)
+        elif "." not in acc:
+            log.info("ncbi: %s resolved to %s", acc, hits[0])
+    if missing:
+        raise NcbiError(
+            f"{url}: NCBI returned no record for {len(missing)} accession(s): "
+            f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; check them at "
+            "https://www.ncbi.nlm.nih.gov/nuccore (withdrawn, misspelt, or not a nucleotide record)"
+        )
+
+
+def efetch_nucleotide(
+    accessions: Sequence[str],
+    dest: str | os.PathLike[str],
+    *,
+    base_url: str = EUTILS_URL,
+    api_key: str | None = None,
+    email: str | None = None,
+    tool: str = "dnalm",
+    batch_size: int = 200,
+    requests_per_second: float | None = None,
+    retries: int = 5,
+    backoff: float = 2.0,
+    timeout: float = 120.0,
+    log: logging.Logger | None = None,
+) -> Path:
+    """FASTA of nucleotide accessions via efetch, batched and rate-limited, written atomically."""
+    log = log or _log
+    accs = [a.strip() for a in accessions]
+    if not accs or not all(accs):
+        raise ValueError("efetch_nucleotide needs at least one accession (and no empty ones)")
+    dupes = sorted({a for a in accs if accs.count(a) > 1})
+    if dupes:
+        raise ValueError(f"duplicate accession(s) {', '.join(dupes)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rate = requests_per_second or (10.0 if api_key else 3.0)
+    limiter = RateLimiter(rate)
+    url = base_url.rstrip("/") + "/efetch.fcgi"
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    batches = [accs[i : i + batch_size] for i in range(0, len(accs), batch_size)]
+    log.info(
+        "ncbi: %d accession(s) in %d efetch request(s), at most %.0f/s%s",
+        len(accs),
+        len(batches),
+        rate,
+        " (API key)" if api_key else "",
+    )
+    with tempfile.TemporaryDirectory(prefix=".efetch-", dir=dest.parent) as tmp:
+        part = Path(tmp) / "all.fa"
+        with open(part, "wb") as out:
+            for n, batch in enumerate(batches):
+                form = {
+                    "db": "nuccore",
+                    "id": ",".join(batch),
+                    "rettype": "fasta",
+                    "retmode": "text",
+                    "tool": tool,
+                }
+                if email:
+                    form["email"] = email
+                if api_key:
+                    form["api_key"] = api_key
+                try:
+                    body = download(
+                        url,
+                        Path(tmp) / f"batch{n}.fa",
+                        data=urllib.parse.urlencode(form).encode(),
+                        before_request=limiter.wait,
+                        reuse=False,
+                        gzip_check=False,
+                        retries=retries,
+                        backoff=backoff,
+                        timeout=timeout,
+                        log=log,
+                    )
+                except DownloadError as err:
+                    raise NcbiError(
+                        f"{err} (efetch of {', '.join(batch[:5])}{' ...' if len(batch) > 5 else ''})"
+                    ) from None
+                _check_batch(url, body, batch, log)
+                with open(body, "rb") as src:
+                    last = b"\n"
+                    for line in src:
+                        if line.strip() or out.tell():  # drop leading blank lines only
+                            out.write(line)
+                            last = line[-1:]
+                    if last != b"\n":
+                        out.write(b"\n")
+                body.unlink()
+        os.replace(part, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- assemblies
+
+
+def _package_md5s(zf: zipfile.ZipFile) -> dict[str, str]:
+    names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "md5sum.txt"]
+    if not names:
+        return {}
+    sums = {}
+    for line in zf.read(names[0]).decode("utf-8", "replace").splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2:
+            sums[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
+    return sums
+
+
+def download_assembly(
+    accession: str,
+    dest: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str],
+    base_url: str = DATASETS_URL,
+    api_key: str | None = None,
+    retries: int = 5,
+    backoff: float = 2.0,
+    timeout: float = 300.0,
+    log: logging.Logger | None = None,
+) -> Path:
+    """The genomic FASTA of one assembly (all its sequences) from an NCBI Datasets package."""
+    log = log or _log
+    if not ASSEMBLY_ACCESSION.fullmatch(accession):
+        raise ValueError(
+            f"{accession!r} is not an assembly accession (GCF_ or GCA_ plus 9 digits, "
+            "e.g. GCF_000005845.2)"
+        )
+    url = (
+        f"{base_url.rstrip('/')}/genome/accession/{urllib.parse.quote(accession)}/download"
+        "?include_annotation_type=GENOME_FASTA"
+    )
+    headers = {"Accept": "application/zip"}
+    if api_key:
+        headers["api-key"] = api_key
+    package = download(
+        url,
+        Path(cache_dir) / f"{accession}.zip",
+        headers=headers,
+        gzip_check=False,
+        retries=retries,
+        backoff=backoff,
+        timeout=timeout,
+        log=log,
+    )
+    dest = Path(dest)
+    try:
+        with zipfile.ZipFile(package) as zf:
+            broken = zf.testzip()
+            if broken is not None:
+                raise NcbiError(f"{url}: member {broken} of the data package is corrupt")
+            members = sorted(
+                n
+                for n in zf.namelist()
+                if n.startswith("ncbi_dataset/data/") and n.lower().endswith(_FASTA_SUFFIXES)
+            )
+            if not members:
+                raise NcbiError(
+                    f"{url}: the data package holds no genomic FASTA for {accession}; check the "
+                    "accession (GCF_ = RefSeq, GCA_ = GenBank) and that the assembly is public"
+                )
+            sums = _package_md5s(zf)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for name in members:
+                        digest = hashlib.md5()
+                        with zf.open(name) as src:
+                            last = b"\n"
+                            while chunk := src.read(1 << 20):
+                                digest.update(chunk)
+                                out.write(chunk)
+                                last = chunk[-1:]
+                            if last != b"\n":
+                                out.write(b"\n")
+                        want = sums.get(name)
+                        if want and digest.hexdigest() != want:
+                            raise NcbiError(
+                                f"{url}: {name} fails the package's md5sum.txt (expected {want}, "
+                                f"got {digest.hexdigest()})"
+                            )
+                        log.info("assembly %s: %s", accession, name)
+                os.replace(tmp, dest)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+    except zipfile.BadZipFile:
+        head = package.read_bytes()[:200].decode("utf-8", "replace")
+        package.unlink()
+        raise NcbiError(f"{url}: the answer is not a zip data package: {head!r}") from None
+    except NcbiError:
+        package.unlink()
+        raise
+    return dest
+
+
+# --------------------------------------------------------------------------- viral RefSeq
+
+
+def download_refseq_viral(
+    cache_dir: str | os.PathLike[str],
+    *,
+    base_url: str = REFSEQ_VIRAL_URL,
+    retries: int = 5,
+    backoff: float = 2.0,
+    timeout: float = 300.0,
+    log: logging.Logger | None = None,
+) -> list[Path]:
+    """Every `viral.<n>.1.genomic.fna.gz` of the current release, cached per release number.
+
+    The release directory is rewritten at every release under the same file names, so files
+    are cached under the release number (`../RELEASE_NUMBER`); when that cannot be read, the
+    cache is not trusted and every file is fetched again.
+    """
+    log = log or _log
+    opts = {"retries": retries, "backoff": backoff, "timeout": timeout, "log": log}
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    release = ""
+    with contextlib.suppress(DownloadError):
+        release = fetch_bytes(urllib.parse.urljoin(base, "../RELEASE_NUMBER"), **opts).decode()
+        release = release.strip() if re.fullmatch(r"\s*\d+\s*", release) else ""
+    urls = list_links(base, REFSEQ_VIRAL_FILES, **opts)
+    if not urls:
+        raise NcbiError(
+            f"{base}: no viral.<n>.1.genomic.fna.gz files listed; is refseq_viral_url the "
+            "RefSeq release's viral directory?"
+        )
+    log.info("refseq viral: release %s, %d file(s)", release or "unknown", len(urls))
+    folder = Path(cache_dir) / (f"release{release}" if release else "current")
+    paths = []
+    for url in urls:
+        name = url.rsplit("/", 1)[-1]
+        paths.append(download(url, folder / name, reuse=bool(release), **opts))
+    return paths

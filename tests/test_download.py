@@ -1,0 +1,538 @@
+"""Downloads against a loopback HTTP server serving ../shared/data: checksums, retries, resume,
+truncated gzip, fake E-utilities / Datasets / RefSeq / UCSC endpoints, and a real snakemake run.
+Nothing here touches the internet."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import zipfile
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+from conftest import ROOT, SHARED_DATA
+
+from dnalm.download import (
+    DownloadChecksumError,
+    DownloadError,
+    RateLimiter,
+    download,
+    list_links,
+    parse_checksum,
+)
+from dnalm.fasta import read_fasta
+from dnalm.ncbi import NcbiError, download_assembly, download_refseq_viral, efetch_nucleotide
+from dnalm.sources import AcquireSettings, fetch_source, parse_source
+
+VIRAL = SHARED_DATA / "genomes/viral/viral_reference_genomes.fasta"
+ECOLI = SHARED_DATA / "genomes/nonviral/Ecoli_K12_MG1655_NC_000913.3.fna.gz"
+MITO = SHARED_DATA / "genomes/nonviral/primate_mitochondria.fa"
+HG38_SLICE = SHARED_DATA / "genomes/nonviral/Hsapiens_hg38_chr2_1-2333275.fa.gz"
+FAST = {"backoff": 0.01, "timeout": 10}
+
+pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not present")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class Loopback:
+    """A ThreadingHTTPServer on 127.0.0.1 whose routes are set per test; it logs every request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {}
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def _handle(self) -> None:
+                path = urllib.parse.urlsplit(self.path).path
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with owner.lock:
+                    owner.requests.append(
+                        {
+                            "path": path,
+                            "query": urllib.parse.urlsplit(self.path).query,
+                            "method": self.command,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "body": body,
+                            "time": time.monotonic(),
+                        }
+                    )
+                self.body = body
+                route = owner.routes.get(path)
+                if route is None:
+                    self.send_error(404, "Not Found")
+                    return
+                route(self)
+
+            do_GET = do_POST = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+
+    def hits(self, path: str) -> list[dict]:
+        return [r for r in self.requests if r["path"] == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def serve(data: bytes, *, honor_range: bool = True, cut_at: int | None = None, status: int = 200):
+    """A route answering `data` (Range-aware); `cut_at` sends the full length header but only
+    that many bytes, then drops the connection."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        start = 0
+        rng = h.headers.get("Range")
+        if honor_range and rng and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+        payload = data[start:]
+        h.send_response(206 if start else status)
+        if start:
+            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload if cut_at is None else payload[: max(0, cut_at - start)])
+        if cut_at is not None:
+            h.wfile.flush()
+            h.close_connection = True
+
+    return route
+
+
+def fail_first(n: int, code: int, then: Callable, headers: dict | None = None) -> Callable:
+    count = {"n": 0}
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        count["n"] += 1
+        if count["n"] <= n:
+            h.send_response(code)
+            for k, v in (headers or {}).items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        then(h)
+
+    return route
+
+
+def once_then(first: Callable, then: Callable) -> Callable:
+    calls = {"n": 0}
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        calls["n"] += 1
+        (first if calls["n"] == 1 else then)(h)
+
+    return route
+
+
+@pytest.fixture
+def server():
+    srv = Loopback()
+    yield srv
+    srv.close()
+
+
+# --------------------------------------------------------------------------- download()
+
+
+def test_download_verifies_and_reuses_the_cache(server, tmp_path):
+    data = MITO.read_bytes()
+    server.routes["/mito.fa"] = serve(data)
+    dest = tmp_path / "mito.fa"
+    download(server.url("/mito.fa"), dest, f"sha256:{sha256(data)}", **FAST)
+    assert dest.read_bytes() == data and not (tmp_path / "mito.fa.part").exists()
+    # bare md5 hex is told by its length; a verified cached file is not fetched again
+    download(server.url("/mito.fa"), dest, hashlib.md5(data).hexdigest(), **FAST)
+    assert len(server.hits("/mito.fa")) == 1
+
+
+def test_checksum_mismatch_names_url_and_sums_and_leaves_nothing(server, tmp_path):
+    data = MITO.read_bytes()
+    server.routes["/mito.fa"] = serve(data)
+    wrong = "0" * 64
+    with pytest.raises(DownloadChecksumError) as info:
+        download(server.url("/mito.fa"), tmp_path / "m.fa", f"sha256:{wrong}", **FAST)
+    text = str(info.value)
+    assert server.url("/mito.fa") in text and wrong in text and sha256(data) in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_503_twice_then_success(server, tmp_path):
+    data = ECOLI.read_bytes()
+    server.routes["/ecoli.fna.gz"] = fail_first(2, 503, serve(data))
+    dest = download(server.url("/ecoli.fna.gz"), tmp_path / "e.fna.gz", sha256(data), **FAST)
+    assert len(server.hits("/ecoli.fna.gz")) == 3 and dest.read_bytes() == data
+
+
+def test_429_waits_for_retry_after(server, tmp_path):
+    data = b">x\nACGT\n"
+    server.routes["/x.fa"] = fail_first(1, 429, serve(data), {"Retry-After": "1"})
+    start = time.monotonic()
+    download(server.url("/x.fa"), tmp_path / "x.fa", **FAST)
+    assert time.monotonic() - start >= 0.9  # the server's Retry-After, not the 0.01 s back-off
+
+
+def test_404_is_not_retried(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(server.url("/nope.fa"), tmp_path / "n.fa", retries=3, **FAST)
+    assert len(server.hits("/nope.fa")) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_transfer_resumes_with_range(server, tmp_path):
+    data = ECOLI.read_bytes()
+    half = len(data) // 2
+    server.routes["/e.gz"] = once_then(serve(data, cut_at=half), serve(data))
+    dest = download(server.url("/e.gz"), tmp_path / "e.gz", sha256(data), **FAST)
+    hits = server.hits("/e.gz")
+    assert len(hits) == 2 and "range" not in hits[0]["headers"]
+    assert hits[1]["headers"]["range"] == f"bytes={half}-"
+    assert dest.read_bytes() == data
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    data = ECOLI.read_bytes()
+    server.routes["/e.gz"] = once_then(
+        serve(data, cut_at=len(data) // 3), serve(data, honor_range=False)
+    )
+    dest = download(server.url("/e.gz"), tmp_path / "e.gz", sha256(data), **FAST)
+    assert dest.read_bytes() == data  # 200 on a Range request: rewritten, not appended
+
+
+def test_exhausted_retries_keep_the_part_and_the_next_run_resumes(server, tmp_path):
+    data = ECOLI.read_bytes()
+    server.routes["/e.gz"] = serve(data, cut_at=len(data) // 4)  # a cut at every attempt
+    with pytest.raises(DownloadError, match="failed after 1 attempt.*next run resumes"):
+        download(server.url("/e.gz"), tmp_path / "e.gz", retries=0, **FAST)
+    assert (tmp_path / "e.gz.part").stat().st_size == len(data) // 4
+    server.routes["/e.gz"] = serve(data)
+    download(server.url("/e.gz"), tmp_path / "e.gz", sha256(data), **FAST)
+    assert server.hits("/e.gz")[-1]["headers"]["range"] == f"bytes={len(data) // 4}-"
+    assert (tmp_path / "e.gz").read_bytes() == data
+
+
+def test_truncated_gzip_is_an_error_and_leaves_nothing(server, tmp_path):
+    data = ECOLI.read_bytes()[: len(ECOLI.read_bytes()) // 2]  # complete transfer, broken file
+    server.routes["/t.fna.gz"] = serve(data)
+    with pytest.raises(DownloadError, match="truncated or corrupt gzip") as info:
+        download(server.url("/t.fna.gz"), tmp_path / "t.fna.gz", **FAST)
+    assert server.url("/t.fna.gz") in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments_fail_before_any_request(server, tmp_path):
+    with pytest.raises(ValueError, match="not a downloadable URL"):
+        download("file:///etc/hostname", tmp_path / "x")
+    with pytest.raises(ValueError, match="algorithm"):
+        download(server.url("/x"), tmp_path / "x", "abc123")
+    with pytest.raises(ValueError, match="wrong length"):
+        parse_checksum("sha256:" + "a" * 32)
+    assert server.requests == []
+
+
+def test_ftp_urls_go_through_urllib_and_are_retried(tmp_path):
+    """No FTP server here: a refused FTP connection is transient, retried, then reported."""
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"ftp://127.0.0.1:{port}/pub/genome.fa.gz"
+    assert parse_source(url).kind == "url"
+    with pytest.raises(DownloadError, match="failed after 2 attempt"):
+        download(url, tmp_path / "g.fa.gz", retries=1, backoff=0.01, timeout=5)
+    assert not (tmp_path / "g.fa.gz").exists()
+
+
+def test_rate_limiter_spaces_calls():
+    limiter = RateLimiter(20)
+    times = []
+    for _ in range(4):
+        limiter.wait()
+        times.append(time.monotonic())
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.045
+
+
+# --------------------------------------------------------------------------- NCBI
+
+
+def _records() -> list[tuple[str, bytes]]:
+    """(header id, raw record text) of the viral reference FASTA, headers as they are."""
+    text = VIRAL.read_bytes()
+    out = []
+    for chunk in text.split(b"\n>"):
+        chunk = chunk if chunk.startswith(b">") else b">" + chunk
+        out.append((chunk[1:].split(maxsplit=1)[0].decode(), chunk.rstrip(b"\n") + b"\n"))
+    return out
+
+
+def fake_efetch(h: BaseHTTPRequestHandler) -> None:
+    """E-utilities efetch over the viral file: records by accession (versioned or not)."""
+    form = urllib.parse.parse_qs(h.body.decode())
+    assert form["db"] == ["nuccore"] and form["rettype"] == ["fasta"]
+    body = b""
+    for acc in form["id"][0].split(","):
+        for rid, raw in _records():
+            ids = [p for p in rid.split("|") if p] if "|" in rid else [rid]
+            if any(i == acc or i.split(".")[0] == acc for i in ids):
+                body += raw + b"\n"
+    h.send_response(200)
+    h.send_header("Content-Type", "text/plain")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
+ACCS = ["NC_045512.2", "NC_001802", "NC_001608.3", "NC_000866.4", "NC_002549", "NC_026438.1"]
+
+
+def test_efetch_batches_rate_limit_and_records(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    dest = efetch_nucleotide(
+        ACCS,
+        tmp_path / "n.fa",
+        base_url=server.url("/eutils"),
+        email="me@example.org",
+        batch_size=2,
+        **FAST,
+    )
+    hits = server.hits("/eutils/efetch.fcgi")
+    assert len(hits) == 3 and all(h["method"] == "POST" for h in hits)
+    forms = [urllib.parse.parse_qs(h["body"].decode()) for h in hits]
+    assert [f["id"][0] for f in forms] == [",".join(ACCS[i : i + 2]) for i in (0, 2, 4)]
+    assert all(f["tool"] == ["dnalm"] and f["email"] == ["me@example.org"] for f in forms)
+    assert all("api_key" not in f for f in forms)
+    gaps = [b["time"] - a["time"] for a, b in zip(hits, hits[1:], strict=False)]
+    assert min(gaps) >= 0.3  # 3 requests/s without a key
+    records = dict(read_fasta(dest))
+    originals = dict(read_fasta(VIRAL))
+    assert len(records) == 6
+    assert records["NC_001802"] == originals["NC_001802"]
+    assert records["gi|29366675|ref|NC_000866.4|"] == originals["gi|29366675|ref|NC_000866.4|"]
+
+
+def test_efetch_api_key_raises_the_rate_and_missing_records_fail(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    efetch_nucleotide(
+        ACCS[:3], tmp_path / "a.fa", base_url=server.url("/eutils"), api_key="K3Y", batch_size=1
+    )
+    hits = server.hits("/eutils/efetch.fcgi")
+    assert all(urllib.parse.parse_qs(h["body"].decode())["api_key"] == ["K3Y"] for h in hits)
+    gaps = [b["time"] - a["time"] for a, b in zip(hits, hits[1:], strict=False)]
+    assert min(gaps) >= 0.09 and max(gaps) < 0.3  # 10 requests/s with a key
+    with pytest.raises(NcbiError, match="no record for 1 accession.*NC_999999.1"):
+        efetch_nucleotide(
+            ["NC_045512.2", "NC_999999.1"], tmp_path / "b.fa", base_url=server.url("/eutils")
+        )
+    assert not (tmp_path / "b.fa").exists()
+
+
+def test_efetch_error_page_is_reported(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = serve(b"Error: API rate limit exceeded\n")
+    with pytest.raises(NcbiError, match="did not answer with FASTA.*rate limit"):
+        efetch_nucleotide(["NC_045512.2"], tmp_path / "c.fa", base_url=server.url("/eutils"))
+    server.routes["/eutils/efetch.fcgi"] = fail_first(9, 400, serve(b""))
+    with pytest.raises(NcbiError, match="HTTP 400.*efetch of NC_045512.2"):
+        efetch_nucleotide(["NC_045512.2"], tmp_path / "c.fa", base_url=server.url("/eutils"))
+    assert len(server.hits("/eutils/efetch.fcgi")) == 2  # a 400 is not retried
+    assert list(tmp_path.iterdir()) == []
+
+
+def _datasets_zip(accession: str, fasta: bytes, md5: str | None = None) -> bytes:
+    name = f"ncbi_dataset/data/{accession}/{accession}_ASM584v2_genomic.fna"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("README.md", "NCBI Datasets package")
+        zf.writestr(f"ncbi_dataset/data/{accession}/assembly_data_report.jsonl", "{}\n")
+        zf.writestr(name, fasta)
+        zf.writestr("md5sum.txt", f"{md5 or hashlib.md5(fasta).hexdigest()}  {name}\n")
+    return buf.getvalue()
+
+
+def test_assembly_from_a_datasets_package(server, tmp_path):
+    fasta = gzip.decompress(ECOLI.read_bytes())
+    path = "/datasets/v2/genome/accession/GCF_000005845.2/download"
+    server.routes[path] = serve(_datasets_zip("GCF_000005845.2", fasta))
+    dest = download_assembly(
+        "GCF_000005845.2",
+        tmp_path / "ecoli.fna",
+        cache_dir=tmp_path / "cache",
+        base_url=server.url("/datasets/v2"),
+        api_key="K3Y",
+        **FAST,
+    )
+    assert dest.read_bytes() == fasta
+    hit = server.hits(path)[0]
+    assert hit["query"] == "include_annotation_type=GENOME_FASTA"
+    assert hit["headers"]["api-key"] == "K3Y"
+    server.routes[path] = serve(_datasets_zip("GCF_000005845.2", fasta, md5="0" * 32))
+    (tmp_path / "cache" / "GCF_000005845.2.zip").unlink()
+    with pytest.raises(NcbiError, match="md5sum.txt"):
+        download_assembly(
+            "GCF_000005845.2",
+            tmp_path / "bad.fna",
+            cache_dir=tmp_path / "cache",
+            base_url=server.url("/datasets/v2"),
+            **FAST,
+        )
+    assert not (tmp_path / "bad.fna").exists()
+    assert not (tmp_path / "cache" / "GCF_000005845.2.zip").exists()
+
+
+def _refseq_routes(server: Loopback) -> bytes:
+    """Two viral.N.1.genomic.fna.gz files (the viral FASTA cut in two) plus decoys."""
+    text = VIRAL.read_bytes()
+    cut = text.index(b"\n>", len(text) // 2) + 1
+    parts = [gzip.compress(text[:cut], 1), gzip.compress(text[cut:], 1)]
+    names = ["viral.1.1.genomic.fna.gz", "viral.2.1.genomic.fna.gz"]
+    links = [*names, "viral.1.protein.faa.gz", "viral.1.1.genomic.gbff.gz", "../"]
+    html = "".join(f'<a href="{n}">{n}</a>  2025-01-01 10:00  1.2M\n' for n in links)
+    server.routes["/refseq/release/viral/"] = serve(f"<html><pre>{html}</pre></html>".encode())
+    server.routes["/refseq/release/RELEASE_NUMBER"] = serve(b"229\n")
+    for name, data in zip(names, parts, strict=True):
+        server.routes[f"/refseq/release/viral/{name}"] = serve(data)
+    return text
+
+
+def test_refseq_viral_lists_fetches_and_caches_by_release(server, tmp_path):
+    _refseq_routes(server)
+    base = server.url("/refseq/release/viral/")
+    urls = list_links(base, r"viral\.\d+\.1\.genomic\.fna\.gz", **FAST)
+    assert [u.rsplit("/", 1)[-1] for u in urls] == [
+        "viral.1.1.genomic.fna.gz",
+        "viral.2.1.genomic.fna.gz",
+    ]
+    paths = download_refseq_viral(tmp_path, base_url=base, **FAST)
+    assert [p.parent.name for p in paths] == ["release229", "release229"]
+    download_refseq_viral(tmp_path, base_url=base, **FAST)
+    assert len(server.hits("/refseq/release/viral/viral.1.1.genomic.fna.gz")) == 1
+
+
+def test_fetch_source_kinds_through_the_loopback(server, tmp_path):
+    text = _refseq_routes(server)
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    slice_bytes = HG38_SLICE.read_bytes()
+    server.routes["/ucsc/hg38/chromosomes/chr2.fa.gz"] = serve(slice_bytes)
+    server.routes["/ucsc/hg38/chromosomes/md5sum.txt"] = serve(
+        f"{hashlib.md5(slice_bytes).hexdigest()}  chr2.fa.gz\n".encode()
+    )
+    settings = AcquireSettings.from_config(
+        {
+            "download_dir": str(tmp_path / "cache"),
+            "ncbi_eutils_url": server.url("/eutils"),
+            "refseq_viral_url": server.url("/refseq/release/viral/"),
+            "ucsc_url": server.url("/ucsc"),
+            "backoff": 0.01,
+        },
+        environ={},
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    viral = fetch_source(parse_source("refseq:viral"), work, settings)
+    assert gzip.decompress(viral.read_bytes()) == text
+    ncbi = fetch_source(parse_source("ncbi:NC_045512.2,NC_001802"), work, settings)
+    assert list(dict(read_fasta(ncbi))) == ["NC_045512.2", "NC_001802"]
+    ucsc = fetch_source(parse_source("ucsc:hg38:chr2"), work, settings)
+    assert ucsc.read_bytes() == slice_bytes
+    server.routes["/ucsc/hg38/chromosomes/md5sum.txt"] = serve(f"{'0' * 32}  chr2.fa.gz\n".encode())
+    ucsc.unlink()
+    with pytest.raises(DownloadChecksumError, match="chr2.fa.gz: checksum mismatch"):
+        fetch_source(parse_source("ucsc:hg38:chr2"), work, settings)
+    with pytest.raises(DownloadChecksumError, match="ncbi:NC_045512.2"):
+        fetch_source(parse_source("ncbi:NC_045512.2"), work, settings, checksum="1" * 64)
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def test_snakemake_acquires_download_sources(server, tmp_path):
+    """A real snakemake run: loopback URLs (one flaky) with checksums, an ncbi: source and a
+    GenomicBenchmarks archive."""
+    mito = MITO.read_bytes()
+    ecoli = ECOLI.read_bytes()
+    server.routes["/mito.fa"] = serve(mito)
+    server.routes["/flaky/ecoli.fna.gz"] = fail_first(2, 503, serve(ecoli))
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    rows = [
+        ("mito", "host", "h0", server.url("/mito.fa"), f"sha256:{sha256(mito)}"),
+        ("ecoli", "host", "h1", server.url("/flaky/ecoli.fna.gz"), hashlib.md5(ecoli).hexdigest()),
+        ("sars", "virus", "v0", "ncbi:NC_045512.2,NC_001802", ""),
+        ("h2", "host", "h2", "simulated:host?length=3000&seed=2", ""),
+        ("v1", "virus", "v1", "simulated:virus?length=3000&seed=1", ""),
+        ("v2", "virus", "v2", "simulated:virus?length=3000&seed=2", ""),
+    ]
+    sheet = "genome\tlabel\tgroup\tsource\tchecksum\n" + "".join("\t".join(r) + "\n" for r in rows)
+    (tmp_path / "genomes.tsv").write_text(sheet)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["genomes"] = "genomes.tsv"
+    config.pop("predict", None)
+    config["acquire"] = {
+        "ncbi_eutils_url": server.url("/eutils"),
+        "backoff": 0.01,
+        "genomic_benchmarks_url": server.url("/gb/{dataset}.zip"),
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile")]
+        + ["-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert server.requests == []  # parsing and planning never download
+    targets = [f"resources/genomes/{g}.fa.gz" for g in ("mito", "ecoli", "sars")]
+    targets.append("resources/genomic_benchmarks/toy")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split in ("train", "test"):
+            for cls in ("a", "b"):
+                zf.writestr(f"toy/{split}/{cls}/{split}{cls}.txt", "ACGT")
+    server.routes["/gb/toy.zip"] = serve(archive.getvalue())
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "-s", str(ROOT / "Snakefile")]
+        + [*targets, "-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert len(server.hits("/flaky/ecoli.fna.gz")) == 3
+    assert dict(read_fasta(tmp_path / "resources/genomes/mito.fa.gz")) == dict(read_fasta(MITO))
+    assert list(dict(read_fasta(tmp_path / "resources/genomes/sars.fa.gz"))) == [
+        "NC_045512.2",
+        "NC_001802",
+    ]
+    for g in ("mito", "ecoli", "sars"):
+        assert (tmp_path / f"resources/genomes/{g}.fa.gz.fai").exists()
+    assert list((tmp_path / "resources/downloads/url").iterdir())  # the cache a rerun reuses
+    assert (tmp_path / "resources/genomic_benchmarks/toy/test/b/testb.txt").read_text() == "ACGT"
+    log = (tmp_path / "logs/acquire_genome/ecoli.log").read_text()
+    assert "attempt 1/6 failed (HTTP 503" in log and "checksum verified" in log
