@@ -2,7 +2,9 @@
 
 Records are streamed and cut into windows of the model's training length (the last window is
 moved back to end at the record's end; records shorter than a window are one padded window), so
-memory stays bounded by one record and one batch. Per record:
+memory stays bounded by one record and one batch. Windows are measured in bases and encoded
+by the model's own tokenizer (any kind, through `encoder_for`), then right-padded with [PAD] to
+the longest window of the batch in tokens. Per record:
 - `prob_<label>`: mean over windows of each class probability (the call: `predicted`);
 - `max_<positive>`: the highest window probability of the positive class (id 1), which flags a
   short viral island in a long host contig;
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from dnalm.fasta import read_fasta
-from dnalm.tokenization import encode_bytes, lookup_table
+from dnalm.tokenization import encoder_for
 from dnalm.training import autocast
 
 
@@ -109,8 +111,10 @@ def predict_fasta(
     from tqdm import tqdm
 
     device = device or torch.device("cpu")
-    table = lookup_table(tokenizer)
-    pad = tokenizer.pad_token_id
+    encoder = encoder_for(tokenizer)
+    pad = encoder.pad_id
+    # a record shorter than one k-mer has no token; it is read as a single [UNK]
+    unknown = np.array([encoder.unk_id])
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     positive = labels[1] if len(labels) > 1 else labels[0]
     rec_cols = [
@@ -159,12 +163,15 @@ def predict_fasta(
                 ww.writerow(win_cols)
             bar = tqdm(desc="windows", unit="win", disable=not progress, mininterval=2)
             for batch in _window_batches(fasta, window, stride, batch_size):
-                width = max(end - start for _, _, start, end, _ in batch)
+                encoded = [
+                    e if len(e) else unknown for e in encoder.encode_many([w[-1] for w in batch])
+                ]
+                width = max(len(e) for e in encoded)
                 ids = np.full((len(batch), width), pad, dtype=np.int64)
                 mask = np.zeros_like(ids)
-                for j, (*_, seq) in enumerate(batch):
-                    ids[j, : len(seq)] = encode_bytes(seq, table)
-                    mask[j, : len(seq)] = 1
+                for j, e in enumerate(encoded):
+                    ids[j, : len(e)] = e
+                    mask[j, : len(e)] = 1
                 with autocast(device):
                     logits = model(
                         input_ids=torch.from_numpy(ids).to(device),

@@ -21,6 +21,7 @@ THREAD_ENV_VARS = (
     "OPENBLAS_NUM_THREADS",
     "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
+    "RAYON_NUM_THREADS",  # the Rust `tokenizers` pool (bpe batch encoding)
 )
 
 
