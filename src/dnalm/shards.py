@@ -9,39 +9,120 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 INDEX_DTYPE = np.dtype([("offset", "<i8"), ("length", "<i4"), ("label", "<i4")])
+_FLUSH_ROWS = 65_536
+
+
+class ShardWriter:
+    """Append sequences to a shard without holding them in memory.
+
+    Token ids go straight to `{prefix}.bin`; index rows are buffered in pieces of 64k and
+    spilled to a temp file, then given their .npy header on commit. Both files appear (by
+    `os.replace`) only when the `with` block ends cleanly; on an error nothing is left behind.
+    """
+
+    def __init__(self, prefix: str | Path, dtype: np.dtype | str) -> None:
+        self.prefix = Path(prefix)
+        self.dtype = np.dtype(dtype)
+        self.count = 0
+        self.tokens = 0
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        self._final = {
+            ext: self.prefix.with_name(f"{self.prefix.name}.{ext}") for ext in ("bin", "idx")
+        }
+        self._tmp = {
+            ext: self.prefix.with_name(f"{self.prefix.name}.{ext}.tmp")
+            for ext in ("bin", "idx", "rows")
+        }
+        self._rows: list[tuple[int, int, int]] = []
+        # Held open across add() calls; the writer itself is the context manager that closes them.
+        self._bin = open(self._tmp["bin"], "wb")  # noqa: SIM115
+        self._index = open(self._tmp["rows"], "wb")  # noqa: SIM115
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def add(self, ids: np.ndarray, label: int) -> None:
+        """One sequence."""
+        ids = np.ascontiguousarray(ids, dtype=self.dtype)
+        self._bin.write(memoryview(ids).cast("B"))
+        self._rows.append((self.tokens, len(ids), int(label)))
+        self.tokens += len(ids)
+        self.count += 1
+        if len(self._rows) >= _FLUSH_ROWS:
+            self._flush_rows()
+
+    def add_many(self, ids: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> None:
+        """Several sequences whose ids lie back to back in `ids` (one write, no per-row work)."""
+        ids = np.ascontiguousarray(ids, dtype=self.dtype).reshape(-1)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if int(lengths.sum()) != len(ids) or len(lengths) != len(labels):
+            raise ValueError(
+                f"{self.prefix}: {len(ids)} ids, {len(lengths)} lengths summing to "
+                f"{int(lengths.sum())} and {len(labels)} labels do not describe the same sequences"
+            )
+        self._flush_rows()
+        rows = np.empty(len(lengths), dtype=INDEX_DTYPE)
+        rows["offset"] = self.tokens + np.cumsum(lengths) - lengths
+        rows["length"] = lengths
+        rows["label"] = labels
+        self._bin.write(memoryview(ids).cast("B"))
+        self._index.write(rows.tobytes())
+        self.tokens += len(ids)
+        self.count += len(lengths)
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            self._index.write(np.array(self._rows, dtype=INDEX_DTYPE).tobytes())
+            self._rows.clear()
+
+    def commit(self) -> None:
+        """Write the index as .npy and move both files into place."""
+        self._flush_rows()
+        self._bin.close()
+        self._index.close()
+        try:
+            header = {
+                "descr": np.lib.format.dtype_to_descr(INDEX_DTYPE),
+                "fortran_order": False,
+                "shape": (self.count,),
+            }
+            with open(self._tmp["idx"], "wb") as out, open(self._tmp["rows"], "rb") as rows:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(rows, out, 1 << 20)
+            os.replace(self._tmp["bin"], self._final["bin"])
+            os.replace(self._tmp["idx"], self._final["idx"])
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close and remove the temp files (a no-op for files already moved into place)."""
+        self._bin.close()
+        self._index.close()
+        for tmp in self._tmp.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_shard(
     prefix: str | Path, sequences: Iterable[tuple[np.ndarray, int]], dtype: np.dtype
 ) -> int:
     """Write (ids, label) pairs to `prefix.bin` + `prefix.idx` atomically; returns the count."""
-    prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    bin_tmp = prefix.with_name(prefix.name + ".bin.tmp")
-    idx_tmp = prefix.with_name(prefix.name + ".idx.tmp")
-    index: list[tuple[int, int, int]] = []
-    offset = 0
-    try:
-        with open(bin_tmp, "wb") as out:
-            for ids, label in sequences:
-                ids = np.ascontiguousarray(ids, dtype=dtype)
-                out.write(ids.tobytes())
-                index.append((offset, len(ids), int(label)))
-                offset += len(ids)
-        with open(idx_tmp, "wb") as out:
-            np.save(out, np.array(index, dtype=INDEX_DTYPE), allow_pickle=False)
-        os.replace(bin_tmp, prefix.with_name(prefix.name + ".bin"))
-        os.replace(idx_tmp, prefix.with_name(prefix.name + ".idx"))
-    finally:
-        for tmp in (bin_tmp, idx_tmp):
-            tmp.unlink(missing_ok=True)
-    return len(index)
+    with ShardWriter(prefix, dtype) as writer:
+        for ids, label in sequences:
+            writer.add(ids, label)
+    return writer.count
 
 
 class TokenShard:

@@ -2,6 +2,8 @@
 
 
 rule build_tokenizer:
+    input:
+        unpack(tokenizer_training_data),
     output:
         "results/tokenizers/{tokenizer}/tokenizer.json",
         "results/tokenizers/{tokenizer}/tokenizer_config.json",
@@ -11,8 +13,8 @@ rule build_tokenizer:
         "../../envs/dnalm.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=lambda wc: 4000 if TOKENIZERS[wc.tokenizer]["kind"] == "bpe" else 1000,
+        runtime=lambda wc: 60 if TOKENIZERS[wc.tokenizer]["kind"] == "bpe" else 10,
     params:
         spec=lambda wc: TOKENIZERS[wc.tokenizer],
     script:
@@ -33,8 +35,9 @@ rule tokenize:
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
+    # Streams by block: ~330 MB of imports + ~60 MB, whatever the genome (README, benchmarks).
     resources:
-        mem_mb=4000,
+        mem_mb=1000,
         runtime=30,
     params:
         labels=lambda wc: task_labels(wc.corpus) if wc.corpus in TASKS else [],

@@ -1,0 +1,274 @@
+"""Windowing and tokenizing throughput (Mbp/s) and peak memory, beside a plain read of the file.
+
+The windows and tokenize steps stream every genome block by block (`dnalm.windows`,
+`dnalm.corpus`), so their memory should not depend on the genome's size and their speed should
+stay close to that of just reading the file. For each genome this script measures, each in a
+fresh subprocess (so that the peak RSS is that step's own):
+
+  stream    BGZF stream decode of the whole file (pysam.BGZFile, 1 MiB reads): the raw limit
+  read      the plain read: every record fetched by region in blocks of --block-size bases
+            (pysam.FastaFile.fetch, the reader both steps use), nothing else done with it
+  windows   the windows step: `windows_for_genome` + the parquet table written
+  tokens    the tokenize step: `tokenize_windows` from that parquet to a shard (char tokenizer)
+  write     writing a file of zeros as large as that shard (8 MiB writes): the disk's share
+
+and prints Mbp/s (genome bases per second), the ratio to the plain read, and peak RSS.
+`windows+tokens` is both steps one after the other (the time of each added up).
+
+Genomes: E. coli K-12 (4.6 Mbp, normalised from ../shared/data into a temp dir), the hg38 chr2
+slice (2.3 Mbp, soft-masked, 10 kb of N; read in place), and, without --quick, a generated
+1 Gbp genome (4 x 250 Mbp records with soft-masked stretches and N runs, bgzip level 1; the
+generation is not timed; the files are deleted at the end). Small genomes are processed several
+times in the subprocess and the median is reported.
+
+Both wall-clock and CPU-time (user + system) throughput are printed; on a shared machine the
+CPU figures are the steadier ones, and the ratios use them. Run it on an otherwise idle machine:
+
+  python benchmarks/stream_throughput.py [--quick] [--length 1024] [--stride 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "genomes" / "nonviral"
+HG38 = "Hsapiens_hg38_chr2_1-2333275.fa.gz"
+STEPS = ("stream", "read", "windows", "tokens", "write")
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process so far.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec from the parent that forked
+    this subprocess, so it would report the parent's size.
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _bases(path: Path) -> int:
+    from dnalm.fasta import record_lengths
+
+    return sum(record_lengths(path).values())
+
+
+def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> dict:
+    """One step on one genome, timed `reps` times in this process; prints nothing."""
+    import pysam
+
+    from dnalm.corpus import tokenize_windows
+    from dnalm.fasta import record_lengths
+    from dnalm.tokenization import char_tokenizer, encoder_for
+    from dnalm.windows import WindowSpec, windows_for_genome
+
+    spec = WindowSpec(args.length, args.stride, 0.1)
+    table = work / f"{genome.name}.windows.parquet"
+    if step == "tokens":
+        encoder = encoder_for(char_tokenizer())
+    shard_bytes = sum(
+        max(0, (n - spec.length) // spec.stride + 1) * spec.length
+        for n in record_lengths(genome).values()
+    )
+
+    def run() -> None:
+        if step == "stream":
+            with pysam.BGZFile(str(genome), "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+        elif step == "read":
+            with pysam.FastaFile(str(genome)) as fasta:
+                for chrom, length in record_lengths(genome).items():
+                    for start in range(0, length, args.block_size):
+                        fasta.fetch(chrom, start, min(length, start + args.block_size))
+        elif step == "windows":
+            win = windows_for_genome(genome, spec, block_size=args.block_size)
+            win = win.assign(genome="g", strand="+", label="", label_id=-1, group="g")
+            win.to_parquet(table, index=False)
+        elif step == "write":
+            block = bytes(8 << 20)
+            with open(work / "zeros.bin", "wb") as out:
+                for _ in range(-(-shard_bytes // len(block))):
+                    out.write(block)
+        else:
+            tokenize_windows(
+                table, {"g": genome}, encoder, work / "tokens", block_size=args.block_size
+            )
+
+    rss_start = _rss_mb()
+    walls, cpus = [], []
+    while len(walls) < args.reps or (sum(walls) < args.min_seconds and len(walls) < 50):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    out = {
+        "wall_s": statistics.median(walls),
+        "cpu_s": statistics.median(cpus),
+        "runs": len(walls),
+        "rss_start_mb": rss_start,
+        "rss_peak_mb": _rss_mb(),
+    }
+    return out
+
+
+def _subprocess(
+    step: str, genome: Path, work: Path, args: argparse.Namespace, reps: int, min_seconds: float
+) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure",
+        step,
+        "--genome",
+        str(genome),
+        "--work",
+        str(work),
+        "--length",
+        str(args.length),
+        "--stride",
+        str(args.stride),
+        "--block-size",
+        str(args.block_size),
+        "--reps",
+        str(reps),
+        "--min-seconds",
+        str(min_seconds),
+    ]
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def generate_genome(path: Path, records: int, record_length: int, seed: int = 0) -> None:
+    """Random bases with realistic texture: ~half in soft-masked (lowercase) stretches, ~2% in
+    N runs of 10-50 kb; written as bgzip level 1 (fast to write) + .fai/.gzi by pysam."""
+    import numpy as np
+    import pysam
+
+    rng = np.random.default_rng(seed)
+    alphabet = np.frombuffer(b"ACGTacgt", np.uint8)
+    chunk, width = 6_000_000, 60
+    with pysam.BGZFile(str(path), "wb1") as out:
+        for r in range(records):
+            out.write(f">chr{r + 1}\n".encode())
+            for lo in range(0, record_length, chunk):
+                n = min(chunk, record_length - lo)
+                codes = rng.integers(0, 4, n, dtype=np.uint8)
+                mask = np.repeat(rng.integers(0, 2, -(-n // 5000), dtype=np.uint8), 5000)[:n]
+                seq = alphabet[codes + 4 * mask]
+                if rng.random() < 0.4:
+                    at = int(rng.integers(0, max(1, n - 50_000)))
+                    seq[at : at + int(rng.integers(10_000, 50_000))] = ord("N")
+                full = n // width * width
+                lines = np.hstack([seq[:full].reshape(-1, width), np.full((full // width, 1), 10)])
+                out.write(lines.astype(np.uint8).tobytes())
+                if full < n:
+                    out.write(seq[full:].tobytes() + b"\n")
+    pysam.faidx(str(path))
+
+
+def _row(name: str, bases: int, step: str, m: dict, ref: dict, stream: dict) -> str:
+    mbp = bases / 1e6
+    return (
+        f"| {name} | {step} | {m['wall_s']:.3f} | {mbp / m['wall_s']:.0f} | "
+        f"{mbp / m['cpu_s']:.0f} | {ref['cpu_s'] / m['cpu_s']:.2f}x | "
+        f"{stream['cpu_s'] / m['cpu_s']:.2f}x | {m['rss_peak_mb']:.0f} | "
+        f"{m['rss_peak_mb'] - m['rss_start_mb']:.0f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="skip the generated 1 Gbp genome")
+    parser.add_argument("--length", type=int, default=1024, help="window length")
+    parser.add_argument("--stride", type=int, default=512, help="window stride")
+    parser.add_argument("--block-size", type=int, default=None, help="bases per read block")
+    parser.add_argument("--gbp", type=float, default=1.0, help="size of the generated genome")
+    parser.add_argument("--tmp", type=Path, default=None, help="where temp files go")
+    parser.add_argument("--reps", type=int, default=3, help="minimum runs per measurement")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed seconds")
+    parser.add_argument("--measure", choices=STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--genome", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.block_size is None:
+        from dnalm.windows import DEFAULT_BLOCK_SIZE
+
+        args.block_size = DEFAULT_BLOCK_SIZE
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.genome, args.work, args)))
+        return
+
+    print(
+        f"# window {args.length}/{args.stride}, block {args.block_size:,} bases, "
+        f"load average at start {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="dnalm-stream-", dir=args.tmp) as tmp:
+        tmp = Path(tmp)
+        from dnalm.fasta import normalise_fasta
+
+        ecoli = tmp / "ecoli.fa.gz"
+        normalise_fasta(SHARED / "Ecoli_K12_MG1655_NC_000913.3.fna.gz", ecoli)
+        genomes = [("E. coli K-12", ecoli), ("hg38 chr2 slice", SHARED / HG38)]
+        if not args.quick:
+            bases = int(args.gbp * 1e9)
+            need = bases * (0.4 + args.length / args.stride) + 1e9
+            free = shutil.disk_usage(tmp).free
+            if free < need:
+                sys.exit(
+                    f"{tmp}: {free / 1e9:.1f} GB free, the {args.gbp} Gbp case needs ~"
+                    f"{need / 1e9:.1f} GB; use --tmp elsewhere or --quick"
+                )
+            big = tmp / "generated.fa.gz"
+            t = time.perf_counter()
+            generate_genome(big, 4, bases // 4)
+            print(
+                f"# generated {bases / 1e9:g} Gbp in {time.perf_counter() - t:.0f} s "
+                f"({big.stat().st_size / 1e9:.2f} GB bgzip)",
+                flush=True,
+            )
+            genomes.append((f"generated {args.gbp:g} Gbp", big))
+        print(
+            "| genome | step | wall s | Mbp/s | CPU Mbp/s | vs read | vs stream | "
+            "peak RSS MB | RSS growth MB |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+        for name, path in genomes:
+            work = tmp / "work"
+            work.mkdir(exist_ok=True)
+            n = _bases(path)
+            small = n < 1e8  # repeat small genomes for a stable median; a large one runs once
+            reps, min_seconds = (args.reps, args.min_seconds) if small else (1, 0.0)
+            m = {step: _subprocess(step, path, work, args, reps, min_seconds) for step in STEPS}
+            steps = ("windows", "tokens")
+            peak = max(m[k]["rss_peak_mb"] for k in steps)
+            growth = max(m[k]["rss_peak_mb"] - m[k]["rss_start_mb"] for k in steps)
+            m["windows+tokens"] = {
+                "wall_s": sum(m[k]["wall_s"] for k in steps),
+                "cpu_s": sum(m[k]["cpu_s"] for k in steps),
+                "rss_peak_mb": peak,
+                "rss_start_mb": peak - growth,
+            }
+            for step in ("stream", "read", "windows", "tokens", "windows+tokens", "write"):
+                print(_row(name, n, step, m[step], m["read"], m["stream"]), flush=True)
+            shutil.rmtree(work)
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

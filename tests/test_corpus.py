@@ -1,0 +1,267 @@
+"""Streaming windows -> token shards: block boundaries, strands, inline sequences, bad input,
+and memory that does not grow with the record."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+from conftest import write_genome
+
+from dnalm.corpus import read_window_batches, tokenize_windows, window_blocks, window_sequences
+from dnalm.shards import TokenShard, read_meta
+from dnalm.tokenization import build_tokenizer, char_tokenizer, encoder_for, reverse_complement
+from dnalm.windows import WindowSpec, windows_for_genome
+
+BASES = np.array(list("ACGTacgtN"))
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory):
+    """Two records with soft-masking, N runs and ambiguity codes, plus their literal sequences."""
+    rng = np.random.default_rng(7)
+    records = {}
+    for name, length in (("chrA", 7001), ("chrB", 2500)):
+        seq = BASES[rng.integers(0, 8, length)]
+        seq[1234:1300] = "N"
+        seq[2000:2003] = list("RYW")
+        records[name] = "".join(seq)
+    path = write_genome(tmp_path_factory.mktemp("genome"), "g", list(records.items()))
+    return path, records
+
+
+def _table(path, spec, *, strands="+", shuffle=False):
+    win = windows_for_genome(path, spec).assign(genome="g", label="x", group="g")
+    win["strand"] = [strands[i % len(strands)] for i in range(len(win))]
+    win["label_id"] = np.arange(len(win)) % 3
+    if shuffle:
+        win = win.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    return win
+
+
+def _expected(win, records, tokenizer):
+    out = []
+    for chrom, start, end, strand in zip(
+        win["chrom"], win["start"], win["end"], win["strand"], strict=True
+    ):
+        seq = records[chrom][start:end]
+        seq = reverse_complement(seq) if strand == "-" else seq
+        out.append(tokenizer(seq, add_special_tokens=False)["input_ids"])
+    return out
+
+
+def _shard_rows(prefix):
+    shard = TokenShard(prefix, "uint8")  # every vocabulary here has < 256 tokens
+    return [shard[i].tolist() for i in range(len(shard))], shard.labels.tolist()
+
+
+@pytest.mark.parametrize("strands", ["+", "-", "+-", "++-"])
+def test_tokens_equal_tokenizer_for_any_block_size(genome, tmp_path, strands):
+    path, records = genome
+    tok = char_tokenizer()
+    win = _table(path, WindowSpec(100, 37, 1.0), strands=strands)
+    expected = _expected(win, records, tok)
+    for block_size in (1, 37, 101, 999, 10**9):
+        prefix = tmp_path / f"s{block_size}"
+        meta = {"tokenizer": "char"}
+        n = tokenize_windows(
+            win, {"g": path}, encoder_for(tok), prefix, block_size=block_size, meta=meta
+        )
+        assert n == len(win)
+        rows, labels = _shard_rows(prefix)
+        assert rows == expected, f"block_size {block_size}"
+        assert labels == win["label_id"].tolist()
+        assert read_meta(prefix) == {
+            "tokenizer": "char",
+            "sequences": len(win),
+            "tokens": 100 * len(win),
+            "window_length": 100,
+            "dtype": "uint8",
+        }
+
+
+def test_unsorted_table_and_varied_lengths(genome, tmp_path):
+    """A shuffled table (descending starts) and windows of several lengths keep table order."""
+    path, records = genome
+    tok = char_tokenizer()
+    win = _table(path, WindowSpec(64, 50, 1.0), strands="+-", shuffle=True)
+    win["end"] = win["start"] + 10 + (win.index.to_numpy() % 50)
+    expected = _expected(win, records, tok)
+    for block_size in (1, 500, 10**9):
+        tokenize_windows(win, {"g": path}, encoder_for(tok), tmp_path / "s", block_size=block_size)
+        assert _shard_rows(tmp_path / "s")[0] == expected
+
+
+def test_kmer_tokenizer_goes_window_by_window(genome, tmp_path):
+    path, records = genome
+    tok = build_tokenizer("kmer", k=3, stride=1)
+    win = _table(path, WindowSpec(60, 45, 1.0), strands="+-")
+    expected = _expected(win, records, tok)
+    assert {len(x) for x in expected} == {58}
+    for block_size in (1, 333, 10**9):
+        tokenize_windows(win, {"g": path}, encoder_for(tok), tmp_path / "k", block_size=block_size)
+        assert _shard_rows(tmp_path / "k")[0] == expected
+
+
+def test_sparse_windows_are_read_one_by_one(tmp_path):
+    """A sparse sample (windows 100 kb apart) is not read as one block of everything between."""
+    seq = _random_record(400_000, seed=3).decode()
+    path = write_genome(tmp_path, "g", [("r", seq)])
+    starts = np.array([10, 500, 100_000, 100_200, 250_000, 399_000])
+    win = pd.DataFrame({"genome": "g", "chrom": "r", "start": starts, "end": starts + 1000})
+    win.loc[5, "end"] = 400_000
+    blocks = list(window_blocks(win, {"g": path}, block_size=10**9))
+    assert [len(b.starts) for b in blocks] == [2, 2, 1, 1]
+    assert sum(len(b.bases) for b in blocks) < 10_000
+    expected = [seq[s:e].encode() for s, e in zip(win["start"], win["end"], strict=True)]
+    assert list(window_sequences(win, {"g": path}, block_size=10**9)) == expected
+
+
+def test_parquet_batches_and_window_sequences(genome, tmp_path):
+    path, records = genome
+    win = _table(path, WindowSpec(80, 80, 0.0), strands="+-")
+    table = tmp_path / "w.parquet"
+    win.to_parquet(table, index=False)
+    batches = list(read_window_batches(table, batch_rows=7))
+    assert len(batches) == -(-len(win) // 7)
+    expected = [
+        (reverse_complement(records[c][s:e]) if st == "-" else records[c][s:e]).encode()
+        for c, s, e, st in zip(win["chrom"], win["start"], win["end"], win["strand"], strict=True)
+    ]
+    assert list(window_sequences(iter(batches), {"g": path}, block_size=100)) == expected
+    enc = encoder_for(char_tokenizer())
+    tokenize_windows(table, {"g": path}, enc, tmp_path / "a")
+    tokenize_windows(read_window_batches(table, batch_rows=7), {"g": path}, enc, tmp_path / "b")
+    for ext in (".bin", ".idx"):
+        a = (tmp_path / f"a{ext}").read_bytes()
+        assert a == (tmp_path / f"b{ext}").read_bytes()
+
+
+def test_inline_sequences(tmp_path):
+    """Labelled-sequence tasks carry their sequences; no genome is read, strand is ignored."""
+    seqs = ["ACGTN", "ttgca", "A" * 300, "GATTACA"] * 5
+    win = pd.DataFrame(
+        {
+            "genome": "",
+            "chrom": "",
+            "start": 0,
+            "end": [len(s) for s in seqs],
+            "strand": "-",
+            "label_id": [i % 2 for i in range(len(seqs))],
+            "sequence": seqs,
+        }
+    )
+    for tok in (char_tokenizer(), build_tokenizer("kmer", k=2, stride=2)):
+        expected = [tok(s, add_special_tokens=False)["input_ids"] for s in seqs]
+        for block_size in (1, 10, 10**9):
+            tokenize_windows(win, {}, encoder_for(tok), tmp_path / "s", block_size=block_size)
+            rows, labels = _shard_rows(tmp_path / "s")
+            assert rows == expected
+            assert labels == win["label_id"].tolist()
+    assert list(window_sequences(win, {})) == [s.encode() for s in seqs]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"genome": "other"}, r"row 3: genome 'other' has no FASTA among the inputs \(g\)"),
+        ({"chrom": "chrZ"}, r"row 3: genome 'g' has no record 'chrZ'"),
+        ({"end": 7002}, r"row 3: window g chrA:\d+-7002 is empty or outside the record"),
+        ({"start": -5}, r"row 3: window g chrA:-5-\d+ is empty or outside"),
+        ({"end": 0}, r"row 3: window g chrA:\d+-0 is empty or outside"),
+    ],
+)
+def test_bad_window_rows_name_the_row_and_leave_nothing(genome, tmp_path, change, message):
+    path, _ = genome
+    win = _table(path, WindowSpec(100, 100, 1.0))
+    table = tmp_path / "w.parquet"
+    for column, value in change.items():
+        win.loc[3, column] = value
+    win.to_parquet(table, index=False)
+    enc = encoder_for(char_tokenizer())
+    with pytest.raises(ValueError, match=f"w.parquet, {message}"):
+        tokenize_windows(table, {"g": path}, enc, tmp_path / "out" / "s", meta={})
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_empty_table(genome, tmp_path):
+    path, _ = genome
+    win = _table(path, WindowSpec(100, 100, 1.0)).iloc[:0]
+    win.to_parquet(tmp_path / "w.parquet", index=False)
+    enc = encoder_for(char_tokenizer())
+    for source in (win, tmp_path / "w.parquet"):
+        assert tokenize_windows(source, {"g": path}, enc, tmp_path / "s", meta={}) == 0
+        assert len(TokenShard.open(tmp_path / "s")) == 0
+        assert read_meta(tmp_path / "s")["window_length"] == 0
+
+
+def _random_record(n: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    return np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, n, dtype=np.uint8)].tobytes()
+
+
+def _fasta_lines(name: str, seq: bytes, width: int = 60) -> bytes:
+    full = len(seq) // width * width
+    lines = np.frombuffer(seq[:full], np.uint8).reshape(-1, width)
+    body = np.hstack([lines, np.full((len(lines), 1), ord("\n"), np.uint8)]).tobytes()
+    tail = seq[full:] + b"\n" if full < len(seq) else b""
+    return b">" + name.encode() + b"\n" + body + tail
+
+
+@pytest.fixture(scope="module")
+def big_genome(tmp_path_factory):
+    """A 5 Mbp and a 50 Mbp record, bgzip (level 1 to keep the test fast) + .fai/.gzi."""
+    path = tmp_path_factory.mktemp("big") / "big.fa.gz"
+    with pysam.BGZFile(str(path), "wb1") as out:
+        for name, n in (("small", 5_000_000), ("large", 50_000_000)):
+            out.write(_fasta_lines(name, _random_record(n, seed=n)))
+    pysam.faidx(str(path))
+    return path
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_record(big_genome, tmp_path):
+    """Tokenizing a 50 Mbp record peaks no higher than a 5 Mbp one: memory is one block of
+    bases plus one batch of table rows, both fixed sizes.
+
+    Holding the 50 Mbp record whole would take 50 MB for its bases alone, 200 MB more for its
+    int32 ids; with 1 Mbp blocks the run stays near 10 MB.
+    """
+    spec = WindowSpec(1024, 512, 0.1)
+    block = 1_000_000
+    enc = encoder_for(char_tokenizer())
+    peaks = {}
+    tables = []
+    windows_peak = _peak_bytes(
+        lambda: tables.append(windows_for_genome(big_genome, spec, block_size=block))
+    )
+    # the returned table (~107k rows) is part of it; the 55 Mbp of bases are not
+    assert windows_peak < 10 * block, windows_peak
+    table = tables[0]
+    for chrom in ("small", "large"):
+        win = table[table["chrom"] == chrom].assign(genome="big", strand="+", label_id=0)
+        path = tmp_path / f"{chrom}.parquet"
+        win.to_parquet(path, index=False)
+        for batch_rows in (4096, None):
+            batches = read_window_batches(path, batch_rows) if batch_rows else path
+            prefix = tmp_path / f"{chrom}{batch_rows}"
+            peaks[chrom, batch_rows] = _peak_bytes(
+                lambda b=batches, p=prefix: tokenize_windows(
+                    b, {"big": big_genome}, enc, p, block_size=block
+                )
+            )
+            assert TokenShard(prefix, "uint8").lengths.sum() == 1024 * len(win)
+    assert peaks["large", 4096] < 1.2 * peaks["small", 4096] + 500_000, peaks
+    # the rule's default batches: the whole 97k-row table of the large record is one batch
+    assert peaks["large", None] < 20 * block, peaks
