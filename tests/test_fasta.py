@@ -6,6 +6,7 @@ import bz2
 import csv
 import gzip
 import hashlib
+import io
 import pickle
 import random
 import tempfile
@@ -26,6 +27,7 @@ from dnalm.fasta import (
     open_genome,
     read_fasta,
     record_lengths,
+    sequence_format,
     verify_checksum,
 )
 
@@ -150,9 +152,9 @@ def test_invalid_character_reports_record_line_and_position(tmp_path: Path) -> N
     seq = ["ACGT" * 15] * 12 + ["ACGTACGTAC" + "X" + "A" * 49, "ACGT", "ZZZ"]
     path = _write(tmp_path / "genome.fa", ">chr2 second\n" + "\n".join(seq) + "\n")
     err = _error(path)
-    assert (err.record, err.line, err.position) == ("chr2", 14, 731)
+    assert (err.record, err.line, err.column, err.position) == ("chr2", 14, 11, 731)
     assert str(err).startswith(
-        f"{path}, record 'chr2', line 14, position 731: invalid character 'X' "
+        f"{path}, record 'chr2', line 14, column 11, position 731: invalid character 'X' "
         "(allowed: IUPAC nucleotide codes ACGTUNRYKMSWBDHV, upper or lower case)"
     )
 
@@ -160,7 +162,7 @@ def test_invalid_character_reports_record_line_and_position(tmp_path: Path) -> N
 def test_invalid_character_position_counts_past_crlf_and_blank_lines(tmp_path: Path) -> None:
     path = _write(tmp_path / "g.fa", ">ok\r\nAC\r\n>bad x\r\nACGT\r\n\r\nAC-GT\r\n")
     err = _error(path)
-    assert (err.record, err.line, err.position) == ("bad", 6, 7)
+    assert (err.record, err.line, err.column, err.position) == ("bad", 6, 3, 7)
     assert "invalid character '-'" in str(err)
 
 
@@ -169,13 +171,13 @@ def test_invalid_character_position_counts_past_crlf_and_blank_lines(tmp_path: P
 )
 def test_each_non_iupac_character_is_rejected(tmp_path: Path, char: str, shown: str) -> None:
     err = _error(_write(tmp_path / "g.fa", f">a\nAC{char}GT\n"))
-    assert (err.record, err.line, err.position) == ("a", 2, 3)
+    assert (err.record, err.line, err.column, err.position) == ("a", 2, 3, 3)
     assert f"invalid character {shown}" in str(err)
 
 
 def test_non_ascii_byte_is_reported(tmp_path: Path) -> None:
     err = _error(_write(tmp_path / "g.fa", b">a\nACG\xffT\n"))
-    assert (err.line, err.position) == (2, 4)
+    assert (err.line, err.column, err.position) == (2, 4, 4)
     assert "invalid character '\xff'" in str(err)
 
 
@@ -200,11 +202,21 @@ def test_unsupported_compression_is_named(tmp_path: Path) -> None:
 
 
 def test_error_is_a_value_error_and_survives_pickling(tmp_path: Path) -> None:
-    err = FastaFormatError(tmp_path / "g.fa", "boom", record="r", position=3, line=4)
+    err = FastaFormatError(tmp_path / "g.fa", "boom", record="r", position=3, line=4, column=2)
     assert isinstance(err, ValueError)
     copy = pickle.loads(pickle.dumps(err))
-    assert (copy.path, copy.record, copy.position, copy.line) == (tmp_path / "g.fa", "r", 3, 4)
-    assert str(copy) == str(err) == f"{tmp_path / 'g.fa'}, record 'r', line 4, position 3: boom"
+    assert (copy.path, copy.record, copy.position, copy.line, copy.column) == (
+        tmp_path / "g.fa",
+        "r",
+        3,
+        4,
+        2,
+    )
+    assert (
+        str(copy)
+        == str(err)
+        == f"{tmp_path / 'g.fa'}, record 'r', line 4, column 2, position 3: boom"
+    )
 
 
 # --------------------------------------------------------------------------- property test
@@ -277,6 +289,7 @@ def test_normalise_round_trip_with_coordinate_reads(tmp_path: Path, compress: st
         gc_fraction=(joined.count("G") + joined.count("C")) / acgt,
         n_fraction=joined.count("N") / len(joined),
         lengths={rid: len(seq) for rid, seq in records},
+        ambiguous_fraction=(joined.count("R") + joined.count("Y")) / len(joined),
     )
     assert stats.to_dict()["lengths"] == {"chrA": 5_003, "chrB": 70_001, "tiny": 1}
 
@@ -315,7 +328,7 @@ def test_failed_normalise_leaves_nothing_behind(tmp_path: Path) -> None:
     src = _write(tmp_path / "in.fa", _fasta_text([("ok", good), ("bad", "ACGTXACGT")]))
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(FastaFormatError, match=r"record 'bad', line \d+, position 5"):
+    with pytest.raises(FastaFormatError, match=r"record 'bad', line 5003, column 5, position 5"):
         normalise_fasta(src, out / "g.fa.gz")
     assert list(out.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa", "out"]
@@ -338,7 +351,193 @@ def test_normalise_rejects_bad_arguments_before_writing(tmp_path: Path) -> None:
         normalise_fasta(src, tmp_path / "g.fa.gz", soft_mask="lower")
     with pytest.raises(ValueError, match="line_width"):
         normalise_fasta(src, tmp_path / "g.fa.gz", line_width=0)
+    with pytest.raises(ValueError, match="iupac must be 'keep' or 'mask'"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", iupac="drop")
+    with pytest.raises(ValueError, match="empty_records must be 'error' or 'skip'"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", empty_records="ignore")
+    with pytest.raises(ValueError, match="empty_records must be 'error' or 'skip'"):
+        read_fasta(src, empty_records="warn")
     assert [p.name for p in tmp_path.iterdir()] == ["in.fa"]
+
+
+@pytest.mark.parametrize(
+    ("iupac", "expected", "ambiguous"),
+    [("keep", "ACRYnrykmswbdhvGT", 12 / 17), ("mask", "ACNNnnnnnnnnnnnGT", 0.0)],
+)
+def test_iupac_keep_or_mask(tmp_path: Path, iupac: str, expected: str, ambiguous: float) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nACRYnrykmswbdhvGT\n")
+    stats = normalise_fasta(src, tmp_path / "g.fa.gz", iupac=iupac)
+    assert open_genome(tmp_path / "g.fa.gz")["a"][:].seq == expected
+    assert stats.ambiguous_fraction == pytest.approx(ambiguous)
+    assert stats.n_fraction == pytest.approx(expected.upper().count("N") / 17)
+
+
+def test_iupac_mask_with_upper_and_rna(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nacguRy\n")
+    normalise_fasta(src, tmp_path / "g.fa.gz", iupac="mask", soft_mask="upper")
+    assert open_genome(tmp_path / "g.fa.gz")["a"][:].seq == "ACGTNN"
+
+
+def test_empty_records_can_be_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _write(tmp_path / "in.fa", ">a\n>b desc\nACGT\n>c\n\r\n>d\nGG\n>e\n")
+    with caplog.at_level("WARNING", logger="dnalm.fasta"):
+        assert list(read_fasta(src, empty_records="skip")) == [("b", "ACGT"), ("d", "GG")]
+    assert [m for m in caplog.messages if "empty record skipped" in m] == [
+        f"{src}, record 'a', line 1: empty record skipped",
+        f"{src}, record 'c', line 4: empty record skipped",
+        f"{src}, record 'e', line 8: empty record skipped",
+    ]
+    stats = normalise_fasta(src, tmp_path / "g.fa.gz", empty_records="skip")
+    assert (stats.records, stats.skipped_records) == (2, ["a", "c", "e"])
+    assert record_lengths(tmp_path / "g.fa.gz") == {"b": 4, "d": 2}
+
+
+def test_skipping_still_rejects_duplicates_and_all_empty_files(tmp_path: Path) -> None:
+    dup = _write(tmp_path / "dup.fa", ">a\n>b\nAC\n>a\nGG\n")
+    with pytest.raises(FastaFormatError, match=r"line 4: duplicate record id 'a'"):
+        list(read_fasta(dup, empty_records="skip"))
+    empty = _write(tmp_path / "empty.fa", ">a\n>b\n\n")
+    with pytest.raises(FastaFormatError, match="every record is empty"):
+        list(read_fasta(empty, empty_records="skip"))
+
+
+def test_utf8_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    path = _write(tmp_path / "g.fa", b"\xef\xbb\xbf>a\r\nACGT\r\n")
+    assert list(read_fasta(path)) == [("a", "ACGT")]
+
+
+def test_old_mac_line_endings_are_named(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "g.fa", ">a x\rACGT\rACGT\r"))
+    assert (err.line, err.record) == (1, None)
+    assert "old Mac (CR-only) line endings" in str(err)
+    err = _error(_write(tmp_path / "g2.fa", ">a\nAC\rGT\n"))
+    assert (err.record, err.line, err.column, err.position) == ("a", 2, 3, 3)
+    assert "invalid character '\\r'" in str(err) and "CR-only" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("header", "column", "text"),
+    [(b">ab\x00c\n", 4, "unprintable character"), (b"> x\xffy z\n", 4, "not UTF-8")],
+)
+def test_unusable_record_ids_are_rejected(
+    tmp_path: Path, header: bytes, column: int, text: str
+) -> None:
+    err = _error(_write(tmp_path / "g.fa", header + b"ACGT\n"))
+    assert (err.line, err.column) == (1, column)
+    assert text in str(err)
+
+
+def test_utf8_record_ids_survive_normalisation(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">contig_\u00e9t\u00e9 x\nACGT\n")
+    normalise_fasta(src, tmp_path / "g.fa.gz")
+    assert open_genome(tmp_path / "g.fa.gz")["contig_\u00e9t\u00e9"][:].seq == "ACGT"
+
+
+# --------------------------------------------------------------------------- GenBank
+
+
+def _genbank(path: Path, records: list[tuple[str, str]], compress: str = "plain") -> Path:
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqRecord import SeqRecord
+
+    handle = io.StringIO()
+    recs = [
+        SeqRecord(Seq(seq), id=rid, name=rid.split(".")[0][:16], description=f"{rid} test")
+        for rid, seq in records
+    ]
+    for rec in recs:
+        rec.annotations["molecule_type"] = "DNA"
+    SeqIO.write(recs, handle, "genbank")
+    return _write(path, handle.getvalue(), compress)
+
+
+def _real_records(n: int) -> list[tuple[str, str]]:
+    """The first `n` real viral reference genomes (or random sequence without the data)."""
+    if VIRAL.exists():
+        out = []
+        for rid, seq in read_fasta(VIRAL):
+            out.append((rid, seq))
+            if len(out) == n:
+                return out
+    rng = random.Random(5)
+    return [(f"R{i}.1", "".join(rng.choice("ACGT") for _ in range(3000))) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("name", "compress"),
+    [("g.gb", "plain"), ("g.gbk.gz", "gzip"), ("looks_like.fa", "plain"), ("x.fa.gz", "bgzip")],
+)
+def test_genbank_is_read_by_content_or_name(tmp_path: Path, name: str, compress: str) -> None:
+    records = _real_records(2)
+    path = _genbank(tmp_path / name, records, compress)
+    assert sequence_format(path) == "genbank"
+    assert list(read_fasta(path)) == [(rid, seq.upper()) for rid, seq in records]
+
+
+def test_genbank_with_windows_line_endings(tmp_path: Path) -> None:
+    records = _real_records(2)
+    text = _genbank(tmp_path / "g.gb", records).read_text()
+    path = _write(tmp_path / "crlf.gbk", text.replace("\n", "\r\n"))
+    assert list(read_fasta(path)) == [(rid, seq.upper()) for rid, seq in records]
+
+
+def test_genbank_lower_case_is_not_a_soft_mask(tmp_path: Path) -> None:
+    path = _genbank(tmp_path / "g.gb", [("X1.1", "acgtnacgun")])
+    assert "acgtnacgun" in path.read_text()  # GenBank writes lower case
+    normalise_fasta(path, tmp_path / "g.fa.gz")
+    assert open_genome(tmp_path / "g.fa.gz")["X1.1"][:].seq == "ACGTNACGTN"
+
+
+def test_genbank_invalid_base_names_line_and_column(tmp_path: Path) -> None:
+    seq = "ACGT" * 40
+    path = _genbank(tmp_path / "g.gb", [("A1.1", "ACGT" * 10), ("B2.1", seq)])
+    text = path.read_text()
+    origin = text.index("ORIGIN", text.index("B2.1"))
+    lines = text[origin:].splitlines()
+    assert lines[3].startswith("      121 ")  # 60 bases per line, numbered
+    bad_line = lines[3][:19] + "j" + lines[3][20:]  # column 20: base 121 + 9
+    text = text[:origin] + "\n".join([*lines[:3], bad_line, *lines[4:]]) + "\n"
+    path.write_text(text)
+    err = _error(path)
+    line_no = text[:origin].count("\n") + 1 + 3
+    assert (err.record, err.position, err.line, err.column) == ("B2.1", 130, line_no, 20)
+    assert "invalid character 'J'" in str(err)
+
+
+def test_genbank_duplicate_ids_name_both_locus_lines(tmp_path: Path) -> None:
+    path = _genbank(tmp_path / "g.gb", [("A1.1", "ACGT"), ("B1.1", "GG"), ("A1.1", "TT")])
+    locus = [n for n, x in enumerate(path.read_text().splitlines(), 1) if x.startswith("LOCUS")]
+    err = _error(path)
+    assert (err.record, err.line) == ("A1.1", locus[2])
+    assert f"first used on line {locus[0]}, again on line {locus[2]}" in str(err)
+
+
+def test_genbank_record_without_sequence(tmp_path: Path) -> None:
+    path = _genbank(tmp_path / "g.gb", [("A1.1", "ACGT"), ("B1.1", "GGCC")])
+    text = path.read_text()
+    second = text.index("LOCUS", 1)
+    origin = text.index("ORIGIN", second)
+    path.write_text(text[:origin] + "CONTIG      join(A1.1:1..4)\n//\n")  # a CONTIG record
+    err = _error(path)
+    assert (err.record, err.line) == ("B1.1", text[:second].count("\n") + 1)
+    assert "no sequence" in str(err)
+    assert list(read_fasta(path, empty_records="skip")) == [("A1.1", "ACGT")]
+
+
+def test_truncated_genbank_is_rejected(tmp_path: Path) -> None:
+    path = _genbank(tmp_path / "g.gb", _real_records(1))
+    text = path.read_text()
+    path.write_text(text[: len(text) - 500])
+    err = _error(path)
+    assert err.line == 1 and "truncated" in str(err)
+
+
+def test_genbank_named_file_without_records(tmp_path: Path) -> None:
+    err = _error(_write(tmp_path / "g.gbk", "just some text\n"))
+    assert "no GenBank records" in str(err)
 
 
 def test_open_genome_requires_the_index(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
-"""FASTA reading, validation, normalisation and checksums.
+"""FASTA/GenBank reading, validation, normalisation and checksums.
 
-Genomes arrive from many sources (plain, gzip, bgzip; CRLF; soft-masked; RNA), and a bad base
-found deep inside training costs hours. So every genome is read once through a strict parser that
-says exactly where a problem is, then written as one canonical form (BGZF + samtools .fai/.gzi)
-that the rest of the pipeline reads by coordinate.
+Genomes arrive from many sources (plain, gzip, bgzip; FASTA or GenBank; CRLF; soft-masked; RNA;
+ambiguity codes), and a bad base found deep inside training costs hours. So every genome is read
+once through a strict parser that says exactly where a problem is (file, record, line, column,
+base), then written as one canonical form (BGZF FASTA + samtools .fai/.gzi) that the rest of the
+pipeline reads by coordinate.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
+import logging
 import os
 import tempfile
+import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -32,10 +36,14 @@ __all__ = [
     "open_genome",
     "read_fasta",
     "record_lengths",
+    "sequence_format",
     "verify_checksum",
 ]
 
+log = logging.getLogger(__name__)
+
 IUPAC_NUCLEOTIDES = "ACGTUNRYKMSWBDHV"
+AMBIGUITY_CODES = "RYKMSWBDHV"  # IUPAC codes other than A, C, G, T, U and N
 _ALLOWED_TEXT = f"IUPAC nucleotide codes {IUPAC_NUCLEOTIDES}, upper or lower case"
 
 # One bool per byte value: a single fancy-index validates a whole record at C speed.
@@ -44,18 +52,30 @@ for _c in IUPAC_NUCLEOTIDES + IUPAC_NUCLEOTIDES.lower():
     _VALID_BYTE[ord(_c)] = True
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_MAGIC = {
     b"BZh": "bzip2",
     b"\xfd7zXZ\x00": "xz",
     b"\x28\xb5\x2f\xfd": "zstd",
     b"PK\x03\x04": "zip",
 }
+_GENBANK_SUFFIXES = (".gb", ".gbk", ".genbank", ".gbff")
 _READ_CHUNK = 1 << 20
 _RNA_TO_DNA = str.maketrans("Uu", "Tt")
+_MASK_AMBIGUITY = str.maketrans(
+    AMBIGUITY_CODES + AMBIGUITY_CODES.lower(),
+    "N" * len(AMBIGUITY_CODES) + "n" * len(AMBIGUITY_CODES),
+)
+_EMPTY_RECORDS = ("error", "skip")
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 class FastaFormatError(ValueError):
-    """A FASTA problem located precisely enough to fix it without opening a debugger."""
+    """A sequence-file problem located precisely enough to fix it without opening a debugger.
+
+    `line` and `column` are 1-based positions in the file (after decompression); `position` is
+    the 1-based base position within the record's sequence.
+    """
 
     def __init__(
         self,
@@ -65,12 +85,14 @@ class FastaFormatError(ValueError):
         record: str | None = None,
         position: int | None = None,
         line: int | None = None,
+        column: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.message = message
         self.record = record
         self.position = position
         self.line = line
+        self.column = column
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -79,6 +101,8 @@ class FastaFormatError(ValueError):
             where.append(f"record {self.record!r}")
         if self.line is not None:
             where.append(f"line {self.line}")
+        if self.column is not None:
+            where.append(f"column {self.column}")
         if self.position is not None:
             where.append(f"position {self.position}")
         return f"{', '.join(where)}: {self.message}"
@@ -86,12 +110,14 @@ class FastaFormatError(ValueError):
     def __reduce__(self):  # keep the attributes when pickled across processes
         return (
             _rebuild_format_error,
-            (str(self.path), self.message, self.record, self.position, self.line),
+            (str(self.path), self.message, self.record, self.position, self.line, self.column),
         )
 
 
-def _rebuild_format_error(path, message, record, position, line) -> FastaFormatError:
-    return FastaFormatError(path, message, record=record, position=position, line=line)
+def _rebuild_format_error(path, message, record, position, line, column=None) -> FastaFormatError:
+    return FastaFormatError(
+        path, message, record=record, position=position, line=line, column=column
+    )
 
 
 class ChecksumError(ValueError):
@@ -120,6 +146,8 @@ class FastaStats:
     gc_fraction: float = 0.0
     n_fraction: float = 0.0
     lengths: dict[str, int] = field(default_factory=dict)
+    ambiguous_fraction: float = 0.0  # IUPAC codes other than ACGTN (after `iupac` masking)
+    skipped_records: list[str] = field(default_factory=list)  # empty records left out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,19 +166,44 @@ def _open_binary(path: Path) -> BinaryIO:
         if magic.startswith(prefix):
             raise FastaFormatError(
                 path,
-                f"{name}-compressed file; only plain, gzip or bgzip FASTA is supported: "
+                f"{name}-compressed file; only plain, gzip or bgzip FASTA/GenBank is supported: "
                 f"decompress it, or recompress with gzip or bgzip",
             )
     return open(path, "rb")
 
 
+def sequence_format(path: str | os.PathLike[str]) -> str:
+    """'genbank' or 'fasta', by content first ('LOCUS' / '>'), else by the file name.
+
+    Content wins because downloads are often misnamed; the name only decides for files whose
+    start is neither (which then fail in that format's parser with a located message).
+    """
+    path = Path(path)
+    first = b""
+    with contextlib.suppress(OSError, *_GZIP_ERRORS), _open_binary(path) as fh:
+        head = fh.read(1 << 16)
+        if head.startswith(_UTF8_BOM):
+            head = head[len(_UTF8_BOM) :]
+        first = head.lstrip()
+    if first.startswith(b">"):
+        return "fasta"
+    if first.startswith(b"LOCUS"):
+        return "genbank"
+    name = path.name.lower().removesuffix(".gz")
+    return "genbank" if name.endswith(_GENBANK_SUFFIXES) else "fasta"
+
+
 def _iter_lines(fh: BinaryIO) -> Iterator[bytes]:
     """Lines without their newline; reads big chunks because per-line I/O dominates otherwise."""
     rest = b""
+    first = True
     while True:
         chunk = fh.read(_READ_CHUNK)
         if not chunk:
             break
+        if first:  # Windows editors put a byte-order mark before the first '>'
+            chunk = chunk.removeprefix(_UTF8_BOM)
+            first = False
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         yield from lines
@@ -158,60 +211,146 @@ def _iter_lines(fh: BinaryIO) -> Iterator[bytes]:
         yield rest
 
 
+def _invalid_character(char: str) -> str:
+    hint = "fix the file or replace unknown bases with N"
+    if char == "\r":
+        hint = (
+            "a carriage return inside a line means old Mac (CR-only) line endings: "
+            "convert them to LF (e.g. tr '\\r' '\\n')"
+        )
+    return f"invalid character {char!r} (allowed: {_ALLOWED_TEXT}); {hint}"
+
+
+def _first_invalid(seq: bytes) -> int | None:
+    """0-based index of the first byte that is not an IUPAC nucleotide code, if any."""
+    bad = ~_VALID_BYTE[np.frombuffer(seq, dtype=np.uint8)]
+    return int(np.argmax(bad)) if bad.any() else None
+
+
 def _check_record(path: Path, record: str, header_line: int, lines: list[bytes]) -> str:
     seq = b"".join(lines)
-    if not seq:
-        raise FastaFormatError(
-            path,
-            "record has a header but no sequence; add its sequence or remove the header",
-            record=record,
-            line=header_line,
-        )
-    arr = np.frombuffer(seq, dtype=np.uint8)
-    bad = ~_VALID_BYTE[arr]
-    if bad.any():
-        index = int(np.argmax(bad))
+    index = _first_invalid(seq)
+    if index is not None:
         ends = np.cumsum([len(part) for part in lines])
         line_index = int(np.searchsorted(ends, index, side="right"))
-        char = seq[index : index + 1].decode("latin-1")
+        line_start = int(ends[line_index - 1]) if line_index else 0
         raise FastaFormatError(
             path,
-            f"invalid character {char!r} (allowed: {_ALLOWED_TEXT}); "
-            "fix the file or replace unknown bases with N",
+            _invalid_character(seq[index : index + 1].decode("latin-1")),
             record=record,
             position=index + 1,
             line=header_line + 1 + line_index,
+            column=index - line_start + 1,
         )
     return seq.decode("ascii")
 
 
-def read_fasta(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
-    """Yield (record_id, sequence), rejecting anything that is not clean nucleotide FASTA.
+def _record_id(path: Path, raw: bytes, line_no: int) -> str:
+    """The first word of a '>' line, checked to be something samtools and file names survive."""
+    if b"\r" in raw.rstrip():
+        raise FastaFormatError(
+            path,
+            "carriage return inside a header line: the file seems to use old Mac (CR-only) "
+            "line endings; convert them to LF (e.g. tr '\\r' '\\n')",
+            line=line_no,
+        )
+    words = raw[1:].split()  # ASCII whitespace only, as samtools splits names
+    if not words:
+        raise FastaFormatError(
+            path,
+            "'>' header line has no record id; put a name right after '>' (e.g. '>chr1')",
+            line=line_no,
+        )
+    word = words[0]
+    column = raw.index(word, 1) + 1
+    try:
+        record = word.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FastaFormatError(
+            path,
+            f"record id {word!r} is not UTF-8 text; rename the record (ASCII is safest)",
+            line=line_no,
+            column=column + exc.start,
+        ) from None
+    for index, char in enumerate(record):
+        if not char.isprintable():  # control and non-ASCII blank characters
+            raise FastaFormatError(
+                path,
+                f"record id contains the unprintable character {char!r}; "
+                "use printable characters only",
+                line=line_no,
+                column=column + len(record[:index].encode("utf-8")),
+            )
+    if record.startswith(">"):
+        raise FastaFormatError(
+            path,
+            "record id starts with '>' (a doubled '>'?); remove it",
+            line=line_no,
+            column=column,
+        )
+    return record
 
-    Hand-written rather than Bio.SeqIO because errors must carry the line and base position,
-    and SeqIO silently accepts empty files, duplicate ids and arbitrary letters.
+
+def _empty_record(
+    path: Path, record: str, line: int | None, empty_records: str, skipped: list[str]
+) -> None:
+    """Raise for an empty record, or log that it is skipped when the caller asked for that."""
+    if empty_records == "skip":
+        log.warning("%s, record %r, line %s: empty record skipped", path, record, line)
+        skipped.append(record)
+        return
+    raise FastaFormatError(
+        path,
+        "record has a header but no sequence; add its sequence or remove the header "
+        "(or leave empty records out: acquire.empty_records: skip)",
+        record=record,
+        line=line,
+    )
+
+
+def read_fasta(
+    path: str | os.PathLike[str], *, empty_records: str = "error"
+) -> Iterator[tuple[str, str]]:
+    """Yield (record_id, sequence) of a FASTA or GenBank file, rejecting anything unclean.
+
+    FASTA is parsed by hand rather than with Bio.SeqIO because errors must carry the line,
+    column and base position, and SeqIO silently accepts empty files, duplicate ids and
+    arbitrary letters. GenBank (detected by content or name) goes through Bio.SeqIO and is then
+    held to the same checks. An empty record (a header without sequence) is an error unless
+    `empty_records='skip'`, which logs a warning and leaves it out.
     """
-    path = Path(path)
+    if empty_records not in _EMPTY_RECORDS:
+        raise ValueError(f"empty_records must be 'error' or 'skip', got {empty_records!r}")
+    return _read_records(Path(path), empty_records, [])
+
+
+def _read_records(path: Path, empty_records: str, skipped: list[str]) -> Iterator[tuple[str, str]]:
+    """read_fasta's body; appends the ids of skipped empty records to `skipped`."""
+    if sequence_format(path) == "genbank":
+        yield from _read_genbank(path, empty_records, skipped)
+        return
     seen: dict[str, int] = {}
     record: str | None = None
     header_line = 0
     lines: list[bytes] = []
     line_no = 0
+    yielded = 0
+
+    def finish() -> Iterator[tuple[str, str]]:
+        nonlocal yielded
+        if any(lines):
+            yielded += 1
+            yield record, _check_record(path, record, header_line, lines)
+        else:
+            _empty_record(path, record, header_line, empty_records, skipped)
+
     with _open_binary(path) as fh:
         try:
             for line_no, raw in enumerate(_iter_lines(fh), start=1):
                 if raw[:1] == b">":
                     if record is not None:
-                        yield record, _check_record(path, record, header_line, lines)
-                    words = raw[1:].decode("utf-8", errors="replace").split()
-                    if not words:
-                        raise FastaFormatError(
-                            path,
-                            "'>' header line has no record id; put a name right after '>' "
-                            "(e.g. '>chr1')",
-                            line=line_no,
-                        )
-                    record = words[0]
+                        yield from finish()
+                    record = _record_id(path, raw, line_no)
                     if record in seen:
                         raise FastaFormatError(
                             path,
@@ -235,7 +374,7 @@ def read_fasta(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
                         )
                     continue
                 lines.append(line)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        except _GZIP_ERRORS as exc:
             raise FastaFormatError(
                 path,
                 f"truncated or corrupt gzip data ({exc}); download or compress the file again",
@@ -248,7 +387,152 @@ def read_fasta(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
             "no FASTA records (the file is empty or has no '>' header); "
             "check the path and that the download completed",
         )
-    yield record, _check_record(path, record, header_line, lines)
+    yield from finish()
+    if not yielded:
+        raise FastaFormatError(path, "every record is empty; there is no sequence to use")
+
+
+# --------------------------------------------------------------------------- GenBank
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    """GenBank as text; universal newlines so that CRLF and CR files read like LF ones."""
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace", newline=None)
+
+
+def _genbank_locus_lines(path: Path) -> list[int]:
+    """Line numbers of the LOCUS lines, so that errors can point at a record's first line."""
+    with _open_text(path) as fh:
+        return [n for n, line in enumerate(fh, start=1) if line.startswith("LOCUS")]
+
+
+def _genbank_base_location(
+    path: Path, record_index: int, position: int
+) -> tuple[int | None, int | None]:
+    """(line, column) of base `position` (1-based) of the `record_index`-th GenBank record.
+
+    Only called on the error path, so a second pass over the file costs nothing in normal use.
+    """
+    locus = -1
+    in_origin = False
+    count = 0
+    with _open_text(path) as fh:
+        for n, line in enumerate(fh, start=1):
+            if line.startswith("LOCUS"):
+                locus += 1
+                in_origin = False
+                continue
+            if locus != record_index:
+                continue
+            if line.startswith("ORIGIN"):
+                in_origin = True
+                continue
+            if not in_origin or line.startswith("//"):
+                in_origin = False
+                continue
+            text = line.rstrip("\r\n")
+            stripped = text.lstrip()
+            number = len(stripped) - len(stripped.lstrip("0123456789"))
+            offset = len(text) - len(stripped) + number  # past the leading base number
+            for column, char in enumerate(text[offset:], start=offset + 1):
+                if char.isspace():
+                    continue
+                count += 1
+                if count == position:
+                    return n, column
+    return None, None  # the layout is too odd to map back; the base position still says where
+
+
+def _read_genbank(path: Path, empty_records: str, skipped: list[str]) -> Iterator[tuple[str, str]]:
+    """GenBank records as (id, upper-case sequence): GenBank writes every base in lower case,
+    which is not a repeat mask, so keeping it would mark whole genomes as soft-masked."""
+    from Bio import BiopythonParserWarning, SeqIO
+    from Bio.Seq import UndefinedSequenceError
+
+    try:
+        locus_lines = _genbank_locus_lines(path)
+    except _GZIP_ERRORS as exc:
+        raise FastaFormatError(
+            path, f"truncated or corrupt gzip data ({exc}); download or compress the file again"
+        ) from exc
+    seen: dict[str, int] = {}
+    yielded = 0
+    index = -1
+    with _open_text(path) as handle:
+        records = SeqIO.parse(handle, "genbank")
+        while True:
+            line = locus_lines[index + 1] if index + 1 < len(locus_lines) else None
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", BiopythonParserWarning)
+                try:
+                    rec = next(records)
+                except StopIteration:
+                    break
+                except _GZIP_ERRORS as exc:
+                    raise FastaFormatError(
+                        path,
+                        f"truncated or corrupt gzip data ({exc}); download or compress the "
+                        "file again",
+                        line=line,
+                    ) from exc
+                except Exception as exc:  # Biopython raises assorted types on malformed text
+                    raise FastaFormatError(
+                        path, f"malformed GenBank record ({type(exc).__name__}: {exc})", line=line
+                    ) from exc
+            index += 1
+            record = rec.id if rec.id and rec.id != "<unknown id>" else rec.name
+            for w in caught:
+                text = str(w.message)
+                if "Expected sequence length" in text or "Premature end of file" in text:
+                    raise FastaFormatError(
+                        path,
+                        f"GenBank record is truncated or inconsistent ({text}); "
+                        "download the file again",
+                        record=record,
+                        line=line,
+                    )
+            if not record or not record.isprintable() or " " in record or record[0] == ">":
+                raise FastaFormatError(
+                    path, f"GenBank record has no usable id ({record!r})", line=line
+                )
+            if record in seen:
+                raise FastaFormatError(
+                    path,
+                    f"duplicate record id {record!r} (first used on line {seen[record]}, "
+                    f"again on line {line}); rename one so that ids are unique",
+                    record=record,
+                    line=line,
+                )
+            seen[record] = line
+            try:
+                seq = str(rec.seq)
+            except UndefinedSequenceError:
+                seq = ""  # CONTIG / WGS master records: only a pointer to other records
+            if not seq:
+                _empty_record(path, record, line, empty_records, skipped)
+                continue
+            raw = seq.encode("utf-8")
+            bad = _first_invalid(raw)
+            if bad is not None:
+                position = len(raw[:bad].decode("utf-8", errors="replace")) + 1
+                bad_line, column = _genbank_base_location(path, index, position)
+                raise FastaFormatError(
+                    path,
+                    _invalid_character(seq[position - 1]),
+                    record=record,
+                    position=position,
+                    line=bad_line,
+                    column=column,
+                )
+            yielded += 1
+            yield record, seq.upper()
+    if index < 0:
+        raise FastaFormatError(
+            path,
+            "no GenBank records (no 'LOCUS' line); check the path and that the download completed",
+        )
+    if not yielded:
+        raise FastaFormatError(path, "every record is empty; there is no sequence to use")
 
 
 # --------------------------------------------------------------------------- writing
@@ -278,14 +562,23 @@ def normalise_fasta(
     soft_mask: str = "keep",
     rna_to_dna: bool = True,
     line_width: int = 60,
+    iupac: str = "keep",
+    empty_records: str = "error",
 ) -> FastaStats:
-    """Rewrite ``src`` as BGZF FASTA + .fai + .gzi, all or nothing.
+    """Rewrite ``src`` (FASTA or GenBank) as BGZF FASTA + .fai + .gzi, all or nothing.
 
     All-or-nothing matters because Snakemake trusts any output that exists; a half-written
-    genome would silently poison every downstream rule.
+    genome would silently poison every downstream rule. `soft_mask`: keep lowercase (repeats)
+    or 'upper'; `rna_to_dna`: U -> T; `iupac`: keep ambiguity codes (R, Y, ...) or 'mask'
+    them to N (case kept), so that windowing's N threshold sees them; `empty_records`: 'error'
+    or 'skip' (logged, listed in the stats).
     """
     if soft_mask not in ("keep", "upper"):
         raise ValueError(f"soft_mask must be 'keep' or 'upper', got {soft_mask!r}")
+    if iupac not in ("keep", "mask"):
+        raise ValueError(f"iupac must be 'keep' or 'mask', got {iupac!r}")
+    if empty_records not in _EMPTY_RECORDS:
+        raise ValueError(f"empty_records must be 'error' or 'skip', got {empty_records!r}")
     if not isinstance(line_width, int) or line_width < 1:
         raise ValueError(f"line_width must be a positive integer, got {line_width!r}")
     dest = Path(dest)
@@ -306,13 +599,14 @@ def normalise_fasta(
     counts = np.zeros(256, dtype=np.int64)
     try:
         with pysam.BGZFile(tmp_name, "wb") as out:
-            for record_id, seq in read_fasta(src):
+            for record_id, seq in _read_records(Path(src), empty_records, stats.skipped_records):
                 if soft_mask == "upper":
                     seq = seq.upper()
                 if rna_to_dna:
                     seq = seq.translate(_RNA_TO_DNA)
-                data = _format_record(record_id, seq, line_width)
-                out.write(data)
+                if iupac == "mask":
+                    seq = seq.translate(_MASK_AMBIGUITY)
+                out.write(_format_record(record_id, seq, line_width))
                 counts += np.bincount(np.frombuffer(seq.encode("ascii"), np.uint8), minlength=256)
                 stats.records += 1
                 stats.lengths[record_id] = len(seq)
@@ -331,6 +625,8 @@ def normalise_fasta(
     acgt = sum(both(c) for c in "ACGT")
     stats.gc_fraction = (both("G") + both("C")) / acgt if acgt else 0.0
     stats.n_fraction = both("N") / stats.bases if stats.bases else 0.0
+    ambiguous = sum(both(c) for c in AMBIGUITY_CODES)
+    stats.ambiguous_fraction = ambiguous / stats.bases if stats.bases else 0.0
     return stats
 
 
