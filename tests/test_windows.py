@@ -4,18 +4,25 @@ import pytest
 from conftest import write_genome
 
 from dnalm.corpus import tokenize_windows
+from dnalm.fasta import record_lengths
 from dnalm.shards import TokenShard
 from dnalm.tokenization import char_tokenizer, encoder_for
 from dnalm.windows import (
     WindowSpec,
     class_counts,
+    hold_out_validation_genome,
+    pretraining_corpus,
     pretraining_roles,
+    record_split_table,
     split_groups,
     split_table,
     task_windows,
+    task_windows_by_record,
     window_starts,
     windows_for_genome,
 )
+
+HG38_SLICE = "genomes/nonviral/Hsapiens_hg38_chr2_1-2333275.fa.gz"
 
 
 def test_window_starts_stride_and_n_filter():
@@ -180,3 +187,206 @@ def test_pretraining_roles():
         "b": "val",
         "c": "train",
     }
+
+
+def _whole_record_windows(path, spec):
+    """The windowing as it was before streaming: each record read whole, one cumulative count."""
+    from dnalm.fasta import open_genome, record_lengths
+
+    acgt = np.zeros(256, dtype=bool)
+    acgt[np.frombuffer(b"ACGTacgt", dtype=np.uint8)] = True
+    fasta = open_genome(path)
+    frames = []
+    for chrom, length in record_lengths(path).items():
+        if length < spec.length:
+            continue
+        raw = fasta[chrom][:].seq.encode("ascii")
+        csum = np.concatenate([[0], np.cumsum(~acgt[np.frombuffer(raw, np.uint8)], dtype=np.int64)])
+        starts = np.arange(0, len(raw) - spec.length + 1, spec.stride, dtype=np.int64)
+        n_frac = (csum[starts + spec.length] - csum[starts]) / spec.length
+        starts = starts[n_frac <= spec.max_n_fraction]
+        frames.append(pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + spec.length}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _assert_same_windows(got, expected):
+    assert got["chrom"].tolist() == expected["chrom"].tolist()
+    assert got["start"].tolist() == expected["start"].tolist()
+    assert got["end"].tolist() == expected["end"].tolist()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [WindowSpec(1000, 300, 0.1), WindowSpec(4096, 4096, 0.0), WindowSpec(500, 777, 0.5)],
+    ids=str,
+)
+def test_streamed_windows_equal_whole_record_on_hg38(shared_data, spec):
+    """Real human sequence: a 10 kb N run, soft-masked repeats; any block size, same windows."""
+    path = shared_data / HG38_SLICE
+    expected = _whole_record_windows(path, spec)
+    assert 0 < len(expected) < 2_333_275 // spec.stride  # the N run removes some
+    for block_size in (1, 999, spec.stride * 3 + 1, 1_000_003, 10**9):
+        _assert_same_windows(windows_for_genome(path, spec, block_size=block_size), expected)
+
+
+def test_streamed_windows_equal_whole_record_on_isolates(shared_data, tmp_path):
+    """55 Oropouche isolates, mixed case, N and other IUPAC codes, several records per file."""
+    from dnalm.fasta import normalise_fasta
+
+    src = shared_data / "genomes/viral/nextclade_isolates/community__itps__orov__S__refseq.fasta"
+    path = tmp_path / "orov.fa.gz"
+    normalise_fasta(src, path)
+    for spec in (WindowSpec(100, 30, 0.0), WindowSpec(64, 7, 0.02)):
+        expected = _whole_record_windows(path, spec)
+        assert expected["chrom"].nunique() > 20
+        for block_size in (1, 61, 10**9):
+            _assert_same_windows(windows_for_genome(path, spec, block_size=block_size), expected)
+
+
+def test_n_threshold_windows_straddling_blocks(tmp_path):
+    """N runs placed across block edges: every window is judged on all its bases."""
+    rng = np.random.default_rng(1)
+    seq = np.array(list("ACGTacgt"))[rng.integers(0, 8, 5000)]
+    for at, width in ((95, 3), (190, 12), (1000, 1), (2047, 40), (4990, 10)):
+        seq[at : at + width] = "N"
+    seq[3000:3005] = list("RYKMS")
+    seq = "".join(seq)
+    path = write_genome(tmp_path, "g", [("r1", seq), ("r2", seq[:1500]), ("short", seq[:20])])
+    for spec in (WindowSpec(50, 10, 0.0), WindowSpec(64, 32, 0.1), WindowSpec(33, 17, 0.05)):
+        expected = _whole_record_windows(path, spec)
+        assert expected["start"].tolist()[: len(window_starts(seq, spec))] == (
+            window_starts(seq, spec).tolist()
+        )
+        for block_size in (1, spec.stride, 97, 1000, 10**9):
+            _assert_same_windows(windows_for_genome(path, spec, block_size=block_size), expected)
+
+
+def test_index_that_disagrees_with_the_fasta(tmp_path):
+    path = write_genome(tmp_path, "g", [("r1", "ACGT" * 50)])
+    fai = path.with_name(path.name + ".fai")
+    fai.write_text(fai.read_text().replace("\t200\t", "\t260\t"))
+    with pytest.raises(
+        ValueError, match=r"g.fa.gz: cannot read r1:0-256 .*normalise the genome again"
+    ):
+        windows_for_genome(path, WindowSpec(64, 64))
+    fai.unlink()
+    with pytest.raises(FileNotFoundError, match="index missing"):
+        windows_for_genome(path, WindowSpec(64, 64))
+
+
+# --------------------------------------------------------------------------- split by chromosome
+
+
+def _record_table(sheet, paths, min_length):
+    lengths = {g: record_lengths(p) for g, p in paths.items()}
+    return record_split_table(
+        sheet, lengths, val_fraction=0.3, test_fraction=0.3, seed=0, min_length=min_length
+    )
+
+
+def test_task_windows_split_by_chromosome(tiny_genomes):
+    sheet, paths = tiny_genomes
+    spec = WindowSpec(256, 128)
+    table = _record_table(sheet, paths, spec.length)
+    assert len(table) == 2 * len(sheet)  # both records of every genome are one window long
+    splits = task_windows_by_record(table, paths, spec, seed=0, labels=["host", "virus"])
+    sides = pd.concat([df.assign(split=s) for s, df in splits.items()])
+    assert (sides.groupby(["genome", "chrom"])["split"].nunique() == 1).all()
+    expected = table.set_index(["genome", "chrom"])["split"]
+    assert (sides.set_index(["genome", "chrom"]).index.map(expected) == sides["split"]).all()
+    assert set(sides["group"]) == set(table["group"])  # a window's group is its chromosome unit
+    # the same windows as a group split, only placed by chromosome
+    whole = task_windows(sheet, paths, spec, assignment=_assignment(sheet), seed=0)
+    key = ["genome", "chrom", "start"]
+    assert sorted(map(tuple, sides[key].to_numpy())) == sorted(
+        map(tuple, pd.concat(whole.values())[key].to_numpy())
+    )
+    for split, df in splits.items():
+        assert set(df["label"]) == {"host", "virus"}, split
+        assert (df["label_id"] == (df["label"] == "virus").astype(int)).all()
+
+    capped = task_windows_by_record(
+        table, paths, spec, seed=0, max_windows_per_genome=5, balance="downsample"
+    )
+    every = pd.concat(capped.values())
+    assert every.groupby("genome").size().max() <= 5
+    for split in ("train", "val"):
+        counts = capped[split]["label"].value_counts()
+        assert counts["host"] == counts["virus"]
+
+
+def test_chromosome_split_with_a_label_left_without_windows(tiny_genomes):
+    sheet, paths = tiny_genomes
+    table = _record_table(sheet, paths, 1)
+    host = table["label"] == "host"
+    table.loc[host, "split"] = "train"
+    table.loc[table["chrom"] == "host0_1_chr1", "split"] = "val"
+    # host's only test chromosomes are 700 bp records: no 1,000 bp window fits them
+    short = table["chrom"].str.endswith("_chr2") & table["genome"].str.endswith("_0")
+    table.loc[host & short, "split"] = "test"
+    with pytest.raises(ValueError, match=r"no test window is labelled 'host': .*host_group0:host0"):
+        task_windows_by_record(table, paths, WindowSpec(1000, 500), seed=0)
+
+
+def test_pretraining_roles_by_chromosome():
+    group_task = pd.DataFrame({"genome": ["a", "b"], "split": ["test", "val"]})
+    chrom_task = pd.DataFrame(
+        {
+            "genome": ["a", "c", "c", "c", "c", "d", "d"],
+            "chrom": ["1", "1", "2", "3", "4", "1", "2"],
+            "split": ["train", "test", "val", "train", "test", "val", "test"],
+        }
+    )
+    roles = pretraining_roles(["a", "b", "c", "d", "e"], [group_task, chrom_task])
+    got = roles.set_index("genome")[["role", "val_chroms", "excluded_chroms"]]
+    assert got.to_dict("index") == {
+        "a": {"role": "excluded", "val_chroms": "", "excluded_chroms": ""},  # tested whole
+        "b": {"role": "val", "val_chroms": "", "excluded_chroms": ""},
+        "c": {"role": "train", "val_chroms": "2", "excluded_chroms": "1 4"},
+        "d": {"role": "train", "val_chroms": "1", "excluded_chroms": "2"},
+        "e": {"role": "train", "val_chroms": "", "excluded_chroms": ""},
+    }
+    assert roles.set_index("genome").at["c", "reason"] == (
+        "a task tests on chromosome(s) 1 4: left out; "
+        "a task validates on chromosome(s) 2: pretraining val"
+    )
+    kept = pretraining_roles(["c"], [chrom_task], exclude_test_genomes=False)
+    assert kept.loc[0, "excluded_chroms"] == "" and kept.loc[0, "val_chroms"] == "2"
+    # val chromosomes are a validation set: no genome is drawn for it
+    only_chroms = pretraining_roles(["c", "e", "f"], [chrom_task])
+    assert hold_out_validation_genome(only_chroms, seed=0).equals(only_chroms)
+    no_val = pretraining_roles(["c", "e", "f"], [chrom_task[chrom_task["split"] != "val"]])
+    assert (hold_out_validation_genome(no_val, seed=0)["role"] == "val").sum() == 1
+
+
+def test_pretraining_corpus_leaves_out_test_chromosomes(tiny_genomes):
+    _, paths = tiny_genomes
+    chrom_task = pd.DataFrame(
+        {
+            "genome": ["host0_0", "host0_0", "virus0_0", "virus0_0"],
+            "chrom": ["host0_0_chr1", "host0_0_chr2", "virus0_0_chr1", "virus0_0_chr2"],
+            "split": ["test", "val", "train", "train"],
+        }
+    )
+    group_task = pd.DataFrame({"genome": ["host1_0", "virus1_0"], "split": ["test", "val"]})
+    names = ["host0_0", "virus0_0", "host1_0", "virus1_0", "host2_0"]
+    roles = pretraining_roles(names, [chrom_task, group_task])
+    corpus = pretraining_corpus(roles, paths, WindowSpec(200, 200))
+    records = {s: set(zip(df["genome"], df["chrom"], strict=True)) for s, df in corpus.items()}
+    assert records["train"] == {
+        ("virus0_0", "virus0_0_chr1"),
+        ("virus0_0", "virus0_0_chr2"),
+        ("host2_0", "host2_0_chr1"),
+        ("host2_0", "host2_0_chr2"),
+    }
+    assert records["val"] == {
+        ("host0_0", "host0_0_chr2"),  # a val chromosome of the chromosome split
+        ("virus1_0", "virus1_0_chr1"),  # a val genome of the group split
+        ("virus1_0", "virus1_0_chr2"),
+    }
+    assert list(corpus["train"].columns) == list(corpus["val"].columns)
+    assert corpus["train"]["start"].dtype == np.int64
+    # read back from corpus.tsv, the empty lists are NaN
+    reread = roles.replace("", np.nan)
+    again = pretraining_corpus(reread, paths, WindowSpec(200, 200))
+    assert all(again[s].equals(corpus[s]) for s in corpus)

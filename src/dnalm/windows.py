@@ -15,13 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pysam
 
-from dnalm.fasta import open_genome, record_lengths
+from dnalm.fasta import record_lengths
 
 SPLITS = ("train", "val", "test")
 WINDOW_COLUMNS = ["genome", "chrom", "start", "end", "strand", "label", "label_id", "group"]
 _ACGT = np.zeros(256, dtype=bool)
-_ACGT[np.frombuffer(b"ACGTacgt", dtype=np.uint8)] = True
+_ACGT_BYTES = b"ACGTacgt"
+_ACGT[np.frombuffer(_ACGT_BYTES, dtype=np.uint8)] = True
+_AMBIGUOUS = bytes((~_ACGT).astype(np.uint8))  # translate table: 1 for every non-ACGT byte
+# Bases of window starts read at once: memory is a small multiple of this, whatever the genome;
+# 1 Mbp and 4 Mbp measured equally fast (benchmarks/stream_throughput.py --block-size).
+DEFAULT_BLOCK_SIZE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -43,22 +49,102 @@ def window_starts(sequence: str | bytes, spec: WindowSpec) -> np.ndarray:
     n = len(raw)
     if n < spec.length:
         return np.zeros(0, dtype=np.int64)
-    ambiguous = ~_ACGT[np.frombuffer(raw, dtype=np.uint8)]
-    csum = np.concatenate([[0], np.cumsum(ambiguous, dtype=np.int64)])
-    starts = np.arange(0, n - spec.length + 1, spec.stride, dtype=np.int64)
-    n_frac = (csum[starts + spec.length] - csum[starts]) / spec.length
-    return starts[n_frac <= spec.max_n_fraction]
+    return _grid_starts(raw, (n - spec.length) // spec.stride + 1, spec)
 
 
-def windows_for_genome(path: str | Path, spec: WindowSpec) -> pd.DataFrame:
-    """Windows (chrom, start, end) over every record of a normalised genome."""
-    fasta = open_genome(path)
+def _grid_starts(raw: bytes, count: int, spec: WindowSpec) -> np.ndarray:
+    """Which of the `count` windows at 0, stride, 2*stride, ... of `raw` pass the N filter.
+
+    Most blocks of a genome hold no ambiguous base at all; `bytes.translate` finds that at
+    memory speed. Otherwise the windows' counts come from the sorted positions of the
+    ambiguous bases (two binary searches per window), not from a pass per base.
+    """
+    rel = np.arange(count, dtype=np.int64) * spec.stride
+    if not raw.translate(None, _ACGT_BYTES):
+        return rel
+    # 0/1 bytes viewed as bool: numpy's nonzero is ~40x faster on bool than on uint8
+    where = np.flatnonzero(np.frombuffer(raw.translate(_AMBIGUOUS), dtype=bool))
+    n_ambiguous = np.searchsorted(where, rel + spec.length) - np.searchsorted(where, rel)
+    n_frac = n_ambiguous / spec.length
+    return rel[n_frac <= spec.max_n_fraction]
+
+
+def open_indexed(path: str | Path) -> pysam.FastaFile:
+    """Region reader of a normalised genome, using (never building) its .fai/.gzi.
+
+    htslib decodes only the BGZF blocks a region touches, so reading a record block by block
+    costs what reading it whole does, without holding it.
+    """
+    path = Path(path)
+    fai, gzi = (path.with_name(path.name + ext) for ext in (".fai", ".gzi"))
+    with open(path, "rb") as fh:
+        compressed = fh.read(2) == b"\x1f\x8b"
+    missing = [str(p) for p in ([fai, gzi] if compressed else [fai]) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path}: index missing ({', '.join(missing)}); create it with normalise_fasta"
+        )
+    return pysam.FastaFile(
+        str(path),
+        filepath_index=str(fai),
+        filepath_index_compressed=str(gzi) if compressed else None,
+    )
+
+
+def fetch_region(reader: pysam.FastaFile, chrom: str, start: int, end: int) -> bytes:
+    """Bases [start, end) of a record as bytes; a short read (file and index disagree) raises."""
+    try:
+        raw = reader.fetch(reference=chrom, start=start, end=end).encode("ascii")
+    except (KeyError, ValueError) as exc:
+        problem = str(exc)
+    else:
+        if len(raw) == end - start:
+            return raw
+        problem = f"the record ends at {start + len(raw):,}"
+    raise ValueError(
+        f"{reader.filename.decode()}: cannot read {chrom}:{start:,}-{end:,} ({problem}); the "
+        "FASTA and its .fai/.gzi do not match: normalise the genome again"
+    )
+
+
+def record_window_starts(
+    reader: pysam.FastaFile,
+    chrom: str,
+    length: int,
+    spec: WindowSpec,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> np.ndarray:
+    """`window_starts` of one record, read in blocks of `block_size` bases of window starts.
+
+    A block is read with one window length of overlap, so every window is judged on all of its
+    bases and the result does not depend on the block size; memory is one block.
+    """
+    if length < spec.length:
+        return np.zeros(0, dtype=np.int64)
+    total = (length - spec.length) // spec.stride + 1
+    per_block = max(1, block_size // spec.stride)
+    parts = []
+    for first in range(0, total, per_block):
+        count = min(per_block, total - first)
+        origin = first * spec.stride
+        raw = fetch_region(reader, chrom, origin, origin + (count - 1) * spec.stride + spec.length)
+        parts.append(origin + _grid_starts(raw, count, spec))
+    return np.concatenate(parts)
+
+
+def windows_for_genome(
+    path: str | Path, spec: WindowSpec, *, block_size: int = DEFAULT_BLOCK_SIZE
+) -> pd.DataFrame:
+    """Windows (chrom, start, end) over every record of a normalised genome, streamed by block."""
     frames = []
-    for chrom, length in record_lengths(path).items():
-        if length < spec.length:
-            continue
-        starts = window_starts(fasta[chrom][:].seq, spec)
-        frames.append(pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + spec.length}))
+    with open_indexed(path) as reader:
+        for chrom, length in record_lengths(path).items():
+            starts = record_window_starts(reader, chrom, length, spec, block_size=block_size)
+            if len(starts):
+                frames.append(
+                    pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + spec.length})
+                )
     if not frames:
         return pd.DataFrame({"chrom": pd.Series(dtype=str), "start": [], "end": []}).astype(
             {"start": np.int64, "end": np.int64}
@@ -190,6 +276,119 @@ def split_table(
     return table
 
 
+def record_split_table(
+    sheet: pd.DataFrame,
+    records: Mapping[str, Mapping[str, int]],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    min_length: int = 1,
+) -> pd.DataFrame:
+    """Split by chromosome (record) within genomes: one row per (genome, chrom) with its unit
+    (group) and split, for tasks with few genomes, e.g. one host genome against viruses.
+
+    The unit is '<sheet group>:<record name>', so the same chromosome of two assemblies in one
+    group (homologous, near-identical) lands on one side. `records` maps genome -> {record:
+    length} (record_lengths); records shorter than `min_length` (the window length) are left
+    out, so that every unit yields windows. A sheet `split` pins all of a genome's records.
+    """
+    rows = []
+    for row in sheet.itertuples(index=False):
+        if row.genome not in records:
+            raise ValueError(f"genome {row.genome!r} has no record lengths (is its .fai missing?)")
+        kept = [c for c, n in records[row.genome].items() if n >= min_length]
+        if not kept:
+            raise ValueError(
+                f"genome {row.genome!r}: no record is at least {min_length:,} bp long, so "
+                "splitting it by chromosome leaves nothing; use a shorter window"
+            )
+        forced = getattr(row, "split", None)
+        if pd.isna(forced) or forced == "":
+            forced = None
+        for chrom in kept:
+            rows.append((row.genome, chrom, row.label, f"{row.group}:{chrom}", forced))
+    table = pd.DataFrame(rows, columns=["genome", "chrom", "label", "group", "split"])
+    forced = table[["group", "split"]].dropna().drop_duplicates()
+    clash = forced[forced["group"].duplicated(keep=False)]
+    if len(clash):
+        raise ValueError(
+            f"chromosome unit {clash['group'].iat[0]!r} is pinned to several splits "
+            f"({', '.join(sorted(clash['split']))}) by genomes of one group; pin them alike"
+        )
+    table["split"] = table.groupby("group")["split"].transform("first")  # a pin binds the unit
+    assignment = split_groups(
+        table[["group", "label", "split"]],
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    table["split"] = table["group"].map(assignment)
+    return table
+
+
+def apply_record_splits(windows: pd.DataFrame, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Windows (any split) -> train/val/test by their (genome, chrom) in a record_split_table;
+    each window's `group` becomes its chromosome unit, so reports count units."""
+    key = ["genome", "chrom"]
+    merged = windows.drop(columns=["group", "split"], errors="ignore").merge(
+        table[[*key, "group", "split"]], on=key, how="left", validate="many_to_one"
+    )
+    missing = merged[merged["split"].isna()]
+    if len(missing):
+        genome, chrom = missing[key].iloc[0]
+        raise ValueError(
+            f"{len(missing)} window(s) lie on records without a split (first: genome {genome!r}, "
+            f"record {chrom!r}); rerun the split step"
+        )
+    columns = [c for c in WINDOW_COLUMNS if c in merged]
+    return {s: merged.loc[merged["split"] == s, columns].reset_index(drop=True) for s in SPLITS}
+
+
+def task_windows_by_record(
+    table: pd.DataFrame,
+    genome_paths: Mapping[str, str | Path],
+    spec: WindowSpec,
+    *,
+    seed: int,
+    labels: list[str] | None = None,
+    max_windows_per_genome: int | None = None,
+    balance: str = "none",
+) -> dict[str, pd.DataFrame]:
+    """`task_windows` on a chromosome split (a record_split_table).
+
+    Windows are cut and capped per genome exactly as in a group split, so the two modes differ
+    only in where a window goes: to the split of its (genome, chrom). Balancing runs after that,
+    per split. A split left without some label (the cap or the N filter emptied its chromosomes)
+    is an error rather than a silently one-class split.
+    """
+    genomes = table.drop_duplicates("genome")[["genome", "label"]]
+    whole = task_windows(
+        genomes.assign(group=genomes["genome"]),
+        genome_paths,
+        spec,
+        assignment={g: "train" for g in genomes["genome"]},
+        seed=seed,
+        labels=labels,
+        max_windows_per_genome=max_windows_per_genome,
+    )["train"]
+    out = apply_record_splits(whole, table)
+    for split in SPLITS:
+        part = out[split]
+        if balance == "downsample" and split != "test" and part["label"].nunique() > 1:
+            out[split] = downsample(part, seed, split).reset_index(drop=True)
+        for label in sorted(set(table["label"]) - set(part["label"])):
+            units = table.loc[(table["split"] == split) & (table["label"] == label), "group"]
+            cap = max_windows_per_genome and f" among the {max_windows_per_genome:,} per genome"
+            raise ValueError(
+                f"no {split} window is labelled {label!r}: its {split} chromosome(s) "
+                f"({', '.join(units) or 'none'}) give no window of length {spec.length} with max_n_fraction "
+                f"{spec.max_n_fraction}{cap or ''}; raise max_windows_per_genome or max_n_fraction, "
+                "or change split.seed"
+            )
+    return out
+
+
 def downsample(windows: pd.DataFrame, seed: int, key: str = "") -> pd.DataFrame:
     """Drop windows of larger classes at random (seeded) down to the smallest class."""
     smallest = windows["label"].value_counts().min()
@@ -207,24 +406,72 @@ def pretraining_roles(
 ) -> pd.DataFrame:
     """Role of each pretraining genome: train, val (held out by a task) or excluded.
 
-    `splits` are the tasks' genome -> split tables. A genome some task tests on is excluded by
-    default; with `exclude_test_genomes=False` it joins the pretraining train split on purpose.
+    `splits` are the tasks' split tables: genome -> split, or with a `chrom` column (a
+    chromosome split) (genome, chrom) -> split. A genome some task tests on is excluded by
+    default. Of a chromosome-split genome only the test chromosomes are (`excluded_chroms`),
+    as HyenaDNA holds chromosomes out, and its val chromosomes validate pretraining
+    (`val_chroms`). With `exclude_test_genomes=False` test genomes and chromosomes join the
+    pretraining train split on purpose. The chromosome lists are space-separated: a FASTA
+    record name holds no whitespace.
     """
-    held = {s: set() for s in ("val", "test")}
+    held: dict[str, set[str]] = {s: set() for s in ("val", "test")}  # whole genomes
+    chroms: dict[str, dict[str, set[str]]] = {s: {} for s in ("val", "test")}
     for table in splits:
         for split in held:
-            held[split] |= set(table.loc[table["split"] == split, "genome"])
+            part = table.loc[table["split"] == split]
+            if "chrom" not in table:
+                held[split] |= set(part["genome"])
+                continue
+            for genome, chrom in zip(part["genome"], part["chrom"], strict=True):
+                chroms[split].setdefault(genome, set()).add(chrom)
     rows = []
     for genome in genomes:
         if genome in held["test"] and exclude_test_genomes:
-            rows.append((genome, "excluded", "a task tests on it"))
-        elif genome in held["test"]:
-            rows.append((genome, "train", "a task tests on it; kept (exclude_test_genomes: false)"))
+            rows.append((genome, "excluded", "a task tests on it", "", ""))
+            continue
+        if genome in held["test"]:
+            role, reason = "train", "a task tests on it; kept (exclude_test_genomes: false)"
         elif genome in held["val"]:
-            rows.append((genome, "val", "a task validates on it"))
+            role, reason = "val", "a task validates on it"
         else:
-            rows.append((genome, "train", ""))
-    return pd.DataFrame(rows, columns=["genome", "role", "reason"])
+            role, reason = "train", ""
+        test = chroms["test"].get(genome, set())
+        val = chroms["val"].get(genome, set()) - test if role == "train" else set()
+        notes = [reason] if reason else []
+        if test:
+            kept = "left out" if exclude_test_genomes else "kept (exclude_test_genomes: false)"
+            notes.append(f"a task tests on chromosome(s) {_chrom_list(test)}: {kept}")
+        if val:
+            notes.append(f"a task validates on chromosome(s) {_chrom_list(val)}: pretraining val")
+        excluded = test if exclude_test_genomes else set()
+        rows.append((genome, role, "; ".join(notes), _chrom_list(val), _chrom_list(excluded)))
+    columns = ["genome", "role", "reason", "val_chroms", "excluded_chroms"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _chrom_list(names: set[str]) -> str:
+    return " ".join(sorted(names))
+
+
+def _chrom_set(value: object) -> set[str]:
+    """A roles table's chromosome list (also as read back from corpus.tsv, empty = NaN)."""
+    return set(value.split()) if isinstance(value, str) else set()
+
+
+def hold_out_validation_genome(roles: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Give pretraining a val genome when no task holds one out (e.g. only labelled-sequence
+    tasks): one train genome, drawn with the seed, if at least two are train."""
+    train = sorted(roles.loc[roles["role"] == "train", "genome"])
+    val_chroms = roles["val_chroms"].map(_chrom_set) if "val_chroms" in roles else []
+    if (roles["role"] == "val").any() or any(val_chroms) or len(train) < 2:
+        return roles
+    pick = train[int(_rng(seed, "pretrain-val").integers(len(train)))]
+    roles = roles.copy()
+    roles.loc[roles["genome"] == pick, ["role", "reason"]] = [
+        "val",
+        "drawn for validation: no genome task holds a genome out",
+    ]
+    return roles
 
 
 def corpus_windows(
@@ -242,6 +489,27 @@ def corpus_windows(
     if not frames:
         return pd.DataFrame({c: [] for c in WINDOW_COLUMNS})
     return pd.concat(frames, ignore_index=True)[WINDOW_COLUMNS]
+
+
+def pretraining_corpus(
+    roles: pd.DataFrame, genome_paths: Mapping[str, str | Path], spec: WindowSpec
+) -> dict[str, pd.DataFrame]:
+    """Pretraining train/val windows by `pretraining_roles`: a genome goes to its role's split
+    less its `excluded_chroms`, its `val_chroms` to val; each genome is windowed once."""
+    parts: dict[str, list[pd.DataFrame]] = {"train": [], "val": []}
+    for row in roles.to_dict("records"):
+        if row["role"] == "excluded":
+            continue
+        win = corpus_windows([row["genome"]], genome_paths, spec)
+        win = win[~win["chrom"].isin(_chrom_set(row.get("excluded_chroms")))]
+        to_val = win["chrom"].isin(_chrom_set(row.get("val_chroms")))
+        parts[row["role"]].append(win[~to_val])
+        parts["val"].append(win[to_val])
+    empty = pd.DataFrame({c: [] for c in WINDOW_COLUMNS})
+    return {
+        split: pd.concat(frames, ignore_index=True) if frames else empty
+        for split, frames in parts.items()
+    }
 
 
 def class_counts(splits: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ rule aggregate:
     input:
         runs=all_runs(),
         pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
+        audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
         metrics=report(
             SUMMARY["metrics"],
@@ -41,6 +42,12 @@ rule aggregate:
             caption="../report/finetune_curves.rst",
             category="2. Training",
             labels={"figure": "fine-tuning curves"},
+        ),
+        audit=report(
+            SUMMARY["audit"],
+            caption="../report/audit.rst",
+            category="3. Results",
+            labels={"table": "near-duplicate audit, every task"},
         ),
     log:
         "logs/aggregate/aggregate.log",

@@ -7,8 +7,10 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from dnalm.labelled import source_paths
 from dnalm.model_sizes import MODEL_SIZES
 from dnalm.sources import parse_source
+from dnalm.tokenization import check_tokenizer_spec
 from dnalm.windows import split_groups
 
 SPLITS = ["train", "val", "test"]
@@ -50,6 +52,10 @@ def read_genome_sheet(path):
 
 GENOMES = read_genome_sheet(config["genomes"])
 TASKS = config["tasks"]
+# A task is a genome task (windows over sheet genomes, `genomes:`/`window:`) or a labelled-
+# sequence task (`source:`: CSV/TSV, GenomicBenchmarks, ViraMiner or FASTA with labels).
+LABELLED_TASKS = [t for t, spec in TASKS.items() if "source" in spec]
+GENOME_TASKS = [t for t in TASKS if t not in LABELLED_TASKS]
 MODELS = config["models"]
 TOKENIZERS = config["tokenizers"]
 SEEDS = [int(s) for s in config["finetune"]["seeds"]]
@@ -63,6 +69,12 @@ def check_config():
         raise WorkflowError(
             "'pretrain' is reserved for the pretraining corpus; rename that task"
         )
+    # what the schema cannot say about a tokenizer, e.g. kmer stride <= k
+    for name, spec in TOKENIZERS.items():
+        try:
+            check_tokenizer_spec(spec, f"tokenizers: {name!r}")
+        except ValueError as err:
+            raise WorkflowError(str(err)) from None
     for name, spec in MODELS.items():
         if spec["tokenizer"] not in TOKENIZERS:
             raise WorkflowError(
@@ -76,7 +88,8 @@ def check_config():
             )
     longest = max(
         [config["pretrain_corpus"]["window"]["length"]]
-        + [t["window"]["length"] for t in TASKS.values()]
+        + [TASKS[t]["window"]["length"] for t in GENOME_TASKS]
+        + [TASKS[t]["max_length"] for t in LABELLED_TASKS if "max_length" in TASKS[t]]
     )
     for name in MODELS:
         if model_spec(name)["max_seq_len"] < longest:
@@ -84,7 +97,10 @@ def check_config():
                 f"model {name!r}: max_seq_len {model_spec(name)['max_seq_len']} is shorter than the "
                 f"longest window ({longest}); raise max_seq_len or shorten the windows"
             )
-    for task, spec in TASKS.items():
+    for task in LABELLED_TASKS:
+        check_labelled_task(task, TASKS[task])
+    for task in GENOME_TASKS:
+        spec = TASKS[task]
         unknown = set(task_genomes(task)) - set(GENOMES.index)
         if unknown:
             raise WorkflowError(
@@ -101,6 +117,8 @@ def check_config():
             raise WorkflowError(
                 f"task {task!r} has a single label {sorted(found)}; it needs two or more"
             )
+        if task_split_by(task) == "chromosome":
+            continue  # needs the records' names: checked by the split_groups job, naming the task
         try:  # the split itself is cheap: fail now rather than after acquiring every genome
             split_groups(
                 GENOMES.loc[task_genomes(task), ["group", "label", "split"]].replace(
@@ -127,23 +145,104 @@ def check_config():
                 f"predict.seed {PREDICT['seed']} is not among finetune.seeds {SEEDS}"
             )
         for sample, source in SAMPLES.items():
-            parse_source(source, f"predict sample {sample!r}")
+            kind = parse_source(source, f"predict sample {sample!r}").kind
+            if kind not in ("local", "metagenome"):
+                raise WorkflowError(
+                    f"predict sample {sample!r}: give a local FASTA path or "
+                    f"simulated:metagenome, not a {kind} source; download it first (or add it "
+                    "to the genome sheet and predict on resources/genomes/<genome>.fa.gz)"
+                )
 
 
 def task_labels(task):
-    """Label names in id order: the task's `labels`, else the sheet's labels sorted."""
-    return TASKS[task].get("labels") or sorted(
-        set(GENOMES.loc[task_genomes(task), "label"])
-    )
+    """Label names in id order: the task's `labels`, else the sheet's labels sorted (genome
+    tasks) or 0, 1 (ViraMiner)."""
+    if TASKS[task].get("labels"):
+        return TASKS[task]["labels"]
+    if task in LABELLED_TASKS:
+        return ["0", "1"]  # check_labelled_task allows no `labels` for ViraMiner only
+    return sorted(set(GENOMES.loc[task_genomes(task), "label"]))
+
+
+def task_split_by(task):
+    """What a genome task's split draws: the sheet's groups, or its genomes' chromosomes."""
+    return TASKS[task].get("split_by", "group")
+
+
+def split_record_indexes(wildcards):
+    """A chromosome split reads record names and lengths from the genomes' .fai; a group split
+    reads no genome, so it runs (and fails) before any genome is acquired."""
+    if task_split_by(wildcards.task) != "chromosome":
+        return []
+    return [genome_fasta(g) + ".fai" for g in task_genomes(wildcards.task)]
+
+
+def split_min_length(wildcards):
+    """Records shorter than one window give no window, so a chromosome split leaves them out;
+    None for a group split, whose split then never depends on the window."""
+    if task_split_by(wildcards.task) != "chromosome":
+        return None
+    return TASKS[wildcards.task]["window"]["length"]
 
 
 def task_genomes(task):
+    """Sheet genomes of a genome task; a labelled-sequence task has none."""
+    if task in LABELLED_TASKS:
+        return []
     chosen = TASKS[task].get("genomes", "all")
     return list(GENOMES.index) if chosen == "all" else list(chosen)
 
 
+def labelled_source_files(task):
+    """The files (or GenomicBenchmarks directory) a labelled task reads."""
+    return source_paths(TASKS[task]["source"])
+
+
+def is_rule_output(path):
+    """Paths under resources/ are made by a rule (e.g. a rebuilt GenomicBenchmarks dataset)."""
+    return Path(os.path.normpath(path)).parts[:1] == ("resources",)
+
+
+def check_labelled_task(task, spec):
+    """What can be checked of a labelled task before reading it: files, labels, groups."""
+    source = spec["source"]
+    for path in labelled_source_files(task):
+        if not is_rule_output(path) and not Path(path).exists():
+            raise WorkflowError(
+                f"task {task!r}: source file {path} does not exist (paths are relative to the "
+                "working directory)"
+            )
+    if not spec.get("labels") and source["format"] != "viraminer":
+        raise WorkflowError(
+            f"task {task!r}: a labelled-sequence task needs `labels` (label order = ids; "
+            "the second is the positive class), e.g. labels: ['0', '1']"
+        )
+    groups = source.get("test_groups", []) + source.get("val_groups", [])
+    if not groups:
+        return
+    if source["format"] == "genomic_benchmarks" or (
+        source["format"] in ("csv", "tsv") and "group_column" not in source
+    ):
+        raise WorkflowError(
+            f"task {task!r}: test_groups/val_groups need groups; set source.group_column"
+        )
+    if source["format"] == "viraminer":
+        stems = {Path(p).name.split(".")[0] for p in labelled_source_files(task)}
+        unknown = sorted(set(groups) - stems)
+        if unknown:
+            raise WorkflowError(
+                f"task {task!r}: test_groups/val_groups {unknown} are not ViraMiner experiments "
+                f"(file stems: {', '.join(sorted(stems))})"
+            )
+
+
 def alternatives(names):
     return "|".join(re.escape(str(n)) for n in names)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return alternatives(names) if names else "(?!)"
 
 
 wildcard_constraints:
@@ -167,6 +266,55 @@ def local_source(wildcards):
     return [row["source"]] if row["kind"] == "local" else []
 
 
+# acquire: config keys that change what a download source yields; transfer settings (retries,
+# timeout, cache folder) are read by the script from the config, so changing them reruns nothing.
+SOURCE_URL_KEYS = {
+    "url": [],
+    "ncbi": ["ncbi_eutils_url"],
+    "assembly": ["ncbi_datasets_url"],
+    "refseq": ["refseq_viral_url"],
+    "ucsc": ["ucsc_url"],
+}
+
+
+def normalise_options():
+    """soft_mask, iupac and empty_records when the config has them: passed to
+    normalise_fasta as they are."""
+    return {
+        k: config["acquire"][k]
+        for k in ("soft_mask", "iupac", "empty_records")
+        if k in config["acquire"]
+    }
+
+
+def source_urls(wildcards):
+    kind = GENOMES.loc[wildcards.genome, "kind"]
+    return {k: config["acquire"][k] for k in SOURCE_URL_KEYS.get(kind, [])}
+
+
+def acquire_runtime(wildcards):
+    """Minutes: a download (a whole human genome, say) needs far longer than a local file."""
+    return 240 if GENOMES.loc[wildcards.genome, "kind"] in SOURCE_URL_KEYS else 30
+
+
+def benchmark_references(wildcards):
+    """The reference FASTA(s) of a dataset to rebuild from coordinates; none to download it."""
+    refs = config["acquire"]["genomic_benchmarks_references"].get(wildcards.dataset)
+    if refs is None:
+        return []
+    if not config["acquire"]["genomic_benchmarks_coordinates"]:
+        raise WorkflowError(
+            f"acquire.genomic_benchmarks_references names {wildcards.dataset!r}, but "
+            "acquire.genomic_benchmarks_coordinates (the official coordinate folder) is not set"
+        )
+    return sorted(set(refs.values())) if isinstance(refs, dict) else [refs]
+
+
+def benchmark_coordinates(wildcards):
+    root = config["acquire"]["genomic_benchmarks_coordinates"]
+    return os.path.join(root, wildcards.dataset) if root else ""
+
+
 def task_genome_files(wildcards):
     names = task_genomes(wildcards.task)
     return [genome_fasta(g) for g in names] + [genome_fasta(g) + ".fai" for g in names]
@@ -178,6 +326,16 @@ def pretrain_genomes():
 
 def corpus_genomes(corpus):
     return pretrain_genomes() if corpus == "pretrain" else task_genomes(corpus)
+
+
+def tokenizer_training_data(wildcards):
+    """bpe learns from the pretraining train windows; char and kmer need no data."""
+    if TOKENIZERS[wildcards.tokenizer]["kind"] != "bpe":
+        return {}
+    return {
+        "windows": "results/windows/pretrain/train.parquet",
+        "genomes": [genome_fasta(g) for g in corpus_genomes("pretrain")],
+    }
 
 
 def tokens(tokenizer, corpus, splits):
@@ -230,12 +388,21 @@ SUMMARY = {
     "effect_figure": "results/summary/figures/pretrain_effect.png",
     "pretrain_figure": "results/summary/figures/pretrain_loss.png",
     "finetune_figure": "results/summary/figures/finetune_curves.png",
+    "audit": "results/summary/audit.tsv",
 }
+
+
+def audit_gate(wildcards):
+    """With audit.max_fraction set, training waits for the audit, so a failed audit stops it."""
+    if config["audit"].get("max_fraction") is None:
+        return []
+    return f"results/audit/{wildcards.task}.tsv"
 
 
 def all_outputs():
     outputs = list(SUMMARY.values())
     outputs += [f"results/windows/{t}/class_counts.tsv" for t in TASKS]
+    outputs += [f"results/audit/{t}.tsv" for t in TASKS]
     outputs += [f"results/predict/{s}/records.tsv" for s in SAMPLES]
     return outputs
 

@@ -8,6 +8,7 @@ rule finetune:
     input:
         unpack(finetune_tokens),
         test_windows="results/windows/{task}/test.parquet",
+        audit=audit_gate,
         pretrained="results/pretrain/{model}/model.safetensors",
         tokenizer=lambda wc: f"results/tokenizers/{MODELS[wc.model]['tokenizer']}/tokenizer.json",
     output:
@@ -37,6 +38,7 @@ rule scratch:
     input:
         unpack(finetune_tokens),
         test_windows="results/windows/{task}/test.parquet",
+        audit=audit_gate,
         tokenizer=lambda wc: f"results/tokenizers/{MODELS[wc.model]['tokenizer']}/tokenizer.json",
     output:
         metrics="results/finetune/{task}/{model}/scratch/seed{seed}/metrics.json",

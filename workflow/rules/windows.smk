@@ -1,11 +1,16 @@
-# windows: groups -> splits per task; labelled fixed-length windows; the pretraining corpus.
+# windows: groups (or chromosomes, split_by) -> splits per genome task; labelled fixed-length
+# windows; labelled-sequence tasks' tables (sequences inline); the pretraining corpus.
 
 
 rule split_groups:
+    input:
+        indexes=split_record_indexes,
     output:
         "results/splits/{task}.tsv",
     log:
         "logs/split_groups/{task}.log",
+    wildcard_constraints:
+        task=one_of(GENOME_TASKS),
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -17,6 +22,8 @@ rule split_groups:
             task_genomes(wc.task), ["genome", "label", "group", "split"]
         ].to_dict("records"),
         split=config["split"],
+        split_by=lambda wc: task_split_by(wc.task),
+        min_length=split_min_length,
     script:
         "../scripts/split_groups.py"
 
@@ -35,6 +42,8 @@ rule task_windows:
         ),
     log:
         "logs/task_windows/{task}.log",
+    wildcard_constraints:
+        task=one_of(GENOME_TASKS),
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -49,10 +58,46 @@ rule task_windows:
         "../scripts/task_windows.py"
 
 
+rule labelled_windows:
+    input:
+        lambda wc: labelled_source_files(wc.task),
+    output:
+        **{s: f"results/windows/{{task}}/{s}.parquet" for s in SPLITS},
+        counts=report(
+            "results/windows/{task}/class_counts.tsv",
+            caption="../report/class_counts.rst",
+            category="1. Data",
+            labels={"task": "{task}", "table": "class counts"},
+        ),
+    log:
+        "logs/labelled_windows/{task}.log",
+    wildcard_constraints:
+        task=one_of(LABELLED_TASKS),
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        task=lambda wc: TASKS[wc.task],
+        labels=lambda wc: task_labels(wc.task),
+        split=config["split"],
+        # the longest sequence must fit every model unless max_length cuts it (then this is
+        # None, and changing the models never reruns this step)
+        max_seq_len=lambda wc: (
+            None
+            if "max_length" in TASKS[wc.task]
+            else min(model_spec(m)["max_seq_len"] for m in MODELS)
+        ),
+    script:
+        "../scripts/labelled_windows.py"
+
+
 rule pretrain_windows:
     input:
         genomes=lambda wc: [genome_fasta(g) for g in pretrain_genomes()],
-        splits=expand("results/splits/{task}.tsv", task=TASKS),
+        splits=expand("results/splits/{task}.tsv", task=GENOME_TASKS),
     output:
         train="results/windows/pretrain/train.parquet",
         val="results/windows/pretrain/val.parquet",
@@ -73,5 +118,6 @@ rule pretrain_windows:
     params:
         genomes=pretrain_genomes(),
         corpus=config["pretrain_corpus"],
+        seed=config["split"]["seed"],
     script:
         "../scripts/pretrain_windows.py"

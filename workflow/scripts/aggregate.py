@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pandas as pd
+
 from dnalm.runtime import job_log
 from dnalm.statistics import pretrain_effect
 from dnalm.summary import (
@@ -25,6 +27,8 @@ with job_log(snakemake.log[0]) as log:
         {Path(p).parent.name: p for p in snakemake.input.pretrain}, out.pretrain_figure
     )
     plot_finetune_curves(runs, out.finetune_figure)
+    audit = pd.concat([pd.read_csv(p, sep="\t") for p in snakemake.input.audits])
+    audit.to_csv(out.audit, sep="\t", index=False, float_format="%.6g")
     auroc = effect[effect["metric"] == "auroc"]
     log.info(
         "%d runs aggregated; AUROC pretrained - scratch:\n%s",

@@ -1,23 +1,62 @@
-"""split_groups: assign every group of a task to train, val or test (stratified by label).
+"""split_groups: assign every group of a task to train, val or test (stratified by label), or,
+with `split_by: chromosome`, every chromosome (record) of the task's genomes.
 
 A step of its own so that changing windows or tokens never reruns pretraining, whose corpus
-depends only on which genomes are held out.
+depends only on which genomes (or chromosomes) are held out; a chromosome split also depends on
+the window length, since it leaves out records shorter than one window. A group split writes
+genome, label, group, split; a chromosome split adds chrom, and its group is the chromosome
+unit '<sheet group>:<record>'.
 """
+
+import os
+from pathlib import Path
 
 import pandas as pd
 
+from dnalm.fasta import record_lengths
 from dnalm.runtime import job_log
-from dnalm.windows import split_table
+from dnalm.windows import record_split_table, split_table
 
 with job_log(snakemake.log[0]) as log:
+    task = snakemake.wildcards.task
     sheet = pd.DataFrame(snakemake.params.sheet).replace({"split": {"": None}})
     cfg = snakemake.params.split
-    table = split_table(
-        sheet,
-        val_fraction=cfg["val_fraction"],
-        test_fraction=cfg["test_fraction"],
-        seed=cfg["seed"],
-    )
-    table.to_csv(snakemake.output[0], sep="\t", index=False)
+    fractions = {k: cfg[k] for k in ("val_fraction", "test_fraction", "seed")}
+    if snakemake.params.split_by == "chromosome":
+        min_length = snakemake.params.min_length
+        # the .fai is the genome's index; record_lengths takes the genome path beside it
+        records = {
+            Path(p).name.removesuffix(".fa.gz.fai"): record_lengths(p.removesuffix(".fai"))
+            for p in snakemake.input.indexes
+        }
+        try:
+            table = record_split_table(sheet, records, min_length=min_length, **fractions)
+        except ValueError as err:
+            raise ValueError(
+                f"task {task!r} (split_by: chromosome): {err}. Splitting by chromosome makes "
+                f"every record of at least {min_length:,} bp (the task's window length) a unit, "
+                "so each label needs at least 3 such records over its genomes: add genomes, "
+                "shorten the task's window, or set split_by: group"
+            ) from None
+        for genome, sub in table.groupby("genome"):
+            short = sorted(set(records[genome]) - set(sub["chrom"]))
+            if short:
+                log.info(
+                    "%s: %d record(s) shorter than one window (%d bp) left out: %s",
+                    genome,
+                    len(short),
+                    min_length,
+                    " ".join(short),
+                )
+        table = table[["genome", "chrom", "label", "group", "split"]]
+    else:
+        try:
+            table = split_table(sheet, **fractions)
+        except ValueError as err:
+            raise ValueError(f"task {task!r}: {err}") from None
+    out = Path(snakemake.output[0])
+    tmp = out.with_name(f".{out.name}.tmp")
+    table.to_csv(tmp, sep="\t", index=False)
+    os.replace(tmp, out)
     for split, part in table.groupby("split"):
         log.info("%s: %s", split, ", ".join(sorted(part["group"].unique())))

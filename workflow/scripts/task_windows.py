@@ -1,34 +1,45 @@
-"""task_windows: labelled windows of one task, on the train/val/test split of its groups."""
+"""task_windows: labelled windows of one task, on the train/val/test split of its groups, or of
+its chromosomes when the splits table has a chrom column (split_by: chromosome)."""
 
 from pathlib import Path
 
 import pandas as pd
 
+from dnalm.labelled import write_parquet_atomically
 from dnalm.runtime import job_log
-from dnalm.windows import SPLITS, WindowSpec, class_counts, task_windows
+from dnalm.windows import SPLITS, WindowSpec, class_counts, task_windows, task_windows_by_record
 
 with job_log(snakemake.log[0]) as log:
     task = snakemake.params.task
-    table = pd.read_csv(snakemake.input.splits, sep="\t", dtype=str)
+    table = pd.read_csv(snakemake.input.splits, sep="\t", dtype=str, keep_default_na=False)
     paths = {
         Path(p).name.removesuffix(".fa.gz"): p
         for p in snakemake.input.genomes
         if p.endswith(".fa.gz")
     }
-    splits = task_windows(
-        table,
-        paths,
-        WindowSpec(**task["window"]),
-        assignment=dict(zip(table["group"], table["split"], strict=True)),
-        seed=snakemake.params.seed,
-        labels=snakemake.params.labels,
-        max_windows_per_genome=task.get("max_windows_per_genome"),
-        balance=task.get("balance", "none"),
-    )
+    options = {
+        "seed": snakemake.params.seed,
+        "labels": snakemake.params.labels,
+        "max_windows_per_genome": task.get("max_windows_per_genome"),
+        "balance": task.get("balance", "none"),
+    }
+    spec = WindowSpec(**task["window"])
+    try:
+        if "chrom" in table:
+            log.info("split by chromosome: %d chromosome units", table["group"].nunique())
+            splits = task_windows_by_record(table, paths, spec, **options)
+        else:
+            assignment = dict(zip(table["group"], table["split"], strict=True))
+            splits = task_windows(table, paths, spec, assignment=assignment, **options)
+    except ValueError as err:
+        raise ValueError(f"task {snakemake.wildcards.task!r}: {err}") from None
     for split in SPLITS:
-        splits[split].to_parquet(snakemake.output[split], index=False)
+        write_parquet_atomically(splits[split], snakemake.output[split])
         groups = sorted(splits[split]["group"].unique())
         log.info("%s: %d windows from groups %s", split, len(splits[split]), ", ".join(groups))
     counts = class_counts(splits)
-    counts.to_csv(snakemake.output.counts, sep="\t", index=False)
+    out = Path(snakemake.output.counts)
+    tmp = out.with_name(f".{out.name}.tmp")
+    counts.to_csv(tmp, sep="\t", index=False)
+    tmp.replace(out)
     log.info("class counts:\n%s", counts.to_string(index=False))

@@ -1,0 +1,540 @@
+"""Labelled-sequence tasks: readers on the real files, located errors, splits, and the workflow."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, SHARED_DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dnalm.labelled import (
+    LABELLED_COLUMNS,
+    LabelledInputError,
+    assign_splits,
+    cross_split_duplicates,
+    labelled_windows,
+    read_genomic_benchmarks,
+    read_labelled_fasta,
+    read_source,
+    read_table,
+    read_viraminer,
+    write_parquet_atomically,
+)
+from dnalm.windows import SPLITS, hold_out_validation_genome
+
+NONTATA = SHARED_DATA / "genomic_benchmarks" / "human_nontata_promoters" / "test.csv"
+VIRAMINER = sorted((SHARED_DATA / "viraminer").glob("exp*.csv"))
+LABELS = ["0", "1"]
+
+
+@pytest.fixture(scope="module")
+def nontata() -> pd.DataFrame:
+    if not NONTATA.exists():
+        pytest.skip(f"real data {NONTATA} is not present")
+    return read_table(NONTATA)
+
+
+@pytest.fixture(scope="module")
+def viraminer() -> pd.DataFrame:
+    if not VIRAMINER:
+        pytest.skip("real ViraMiner files are not present")
+    return read_viraminer(VIRAMINER)
+
+
+def real_rows(n: int) -> pd.DataFrame:
+    """The first n rows of each class of the real nontata CSV (raw: seq, label)."""
+    if not NONTATA.exists():
+        pytest.skip(f"real data {NONTATA} is not present")
+    raw = pd.read_csv(NONTATA, dtype=str)
+    return pd.concat([raw[raw["label"] == x].head(n) for x in LABELS], ignore_index=True)
+
+
+def write_gb_layout(root, rows: pd.DataFrame, classes=("negative", "positive")):
+    """A GenomicBenchmarks dataset directory: {train,test}/<class>/<id>.txt."""
+    for i, (seq, label) in enumerate(zip(rows["seq"], rows["label"], strict=True)):
+        split = "test" if i % 4 == 0 else "train"
+        d = root / split / classes[int(label)]
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i}.txt").write_text(seq + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def test_csv_reader_on_the_real_promoter_file(nontata):
+    assert len(nontata) == 9034
+    assert set(nontata["label"]) == set(LABELS)
+    assert (nontata["sequence"].str.len() == 251).all()
+    assert nontata["id"].is_unique and "group" not in nontata and "split" not in nontata
+    assert nontata["line"].iloc[0] == 2 and nontata["id"].iloc[0] == "test:2"
+    raw = pd.read_csv(NONTATA, dtype=str)
+    assert nontata["sequence"].tolist() == raw["seq"].tolist()
+
+
+def test_viraminer_reader_groups_by_experiment(viraminer):
+    assert len(viraminer) == 23549
+    assert set(viraminer["group"]) == {p.stem for p in VIRAMINER}
+    assert set(viraminer["label"]) == set(LABELS)
+    assert viraminer["id"].is_unique
+    first = viraminer.iloc[0]
+    assert first["line"] == 1
+    assert first["id"] == VIRAMINER[0].read_text().split(",", 1)[0]
+
+
+def test_genomic_benchmarks_layout(tmp_path):
+    rows = real_rows(6)
+    root = write_gb_layout(tmp_path / "cache" / "human_nontata_promoters", rows)
+    table = read_genomic_benchmarks(root)
+    assert len(table) == len(rows)
+    assert set(table["label"]) == {"negative", "positive"}
+    assert set(table["split"]) == {"train", "test"}
+    assert table.loc[table["id"] == "test/negative/0", "sequence"].item() == rows["seq"][0]
+    # the cache root with one dataset, or the root and the dataset's name, read the same
+    for other in (
+        read_genomic_benchmarks(tmp_path / "cache"),
+        read_genomic_benchmarks(tmp_path / "cache", "human_nontata_promoters"),
+    ):
+        pd.testing.assert_frame_equal(other, table)
+
+
+def test_genomic_benchmarks_natural_file_order(tmp_path):
+    rows = real_rows(12)
+    table = read_genomic_benchmarks(write_gb_layout(tmp_path / "ds", rows))
+    ids = table.loc[table["id"].str.startswith("train/negative/"), "id"].tolist()
+    numbers = [int(i.rsplit("/", 1)[1]) for i in ids]
+    assert numbers == sorted(numbers) and len(numbers) > 2
+
+
+def test_labelled_fasta_default_header_forms(tmp_path):
+    rows = real_rows(2)
+    path = tmp_path / "x.fa.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(f">a1 label={rows['label'][0]} sample\n{rows['seq'][0][:100]}\n")
+        fh.write(f"{rows['seq'][0][100:]}\n")
+        fh.write(f">a2|x|{rows['label'][2]}\n{rows['seq'][2]}\n")
+    table = read_labelled_fasta(path)
+    assert table["id"].tolist() == ["a1", "a2|x|1"]
+    assert table["label"].tolist() == ["0", "1"]
+    assert table["sequence"].tolist() == [rows["seq"][0], rows["seq"][2]]
+    assert table["line"].tolist() == [1, 4] and "group" not in table
+
+
+def test_labelled_fasta_custom_pattern_and_groups(tmp_path):
+    path = tmp_path / "y.fa"
+    path.write_text(">r1 class:virus group=g1\nACGU\n>r2 class:host group=g2\nacgtn\n")
+    table = read_labelled_fasta(path, label_pattern=r"class:(\w+)")
+    assert table["label"].tolist() == ["virus", "host"]
+    assert table["group"].tolist() == ["g1", "g2"]
+    assert table["sequence"].tolist() == ["ACGT", "acgtn"]  # RNA U written as T
+
+
+def test_read_source_dispatches_every_format(tmp_path):
+    csv = tmp_path / "t.txt"  # no telling extension: the format says tab
+    csv.write_text("name\tsequence\tclass\tsample\nq1\tACGT\tA\ts1\nq2\tGGCC\tB\ts2\n")
+    with pytest.raises(LabelledInputError, match="cannot tell the delimiter"):
+        read_table(csv)
+    table = read_source(
+        {
+            "format": "tsv",
+            "path": str(csv),
+            "sequence_column": "sequence",
+            "label_column": "class",
+            "id_column": "name",
+            "group_column": "sample",
+        }
+    )
+    assert table[["id", "label", "group"]].values.tolist() == [
+        ["q1", "A", "s1"],
+        ["q2", "B", "s2"],
+    ]
+    with pytest.raises(ValueError, match="unknown source format 'xlsx'"):
+        read_source({"format": "xlsx", "path": str(csv)})
+
+
+# --------------------------------------------------------------------------- located errors
+
+BAD_TABLES = {
+    "non-IUPAC base": (
+        "seq,label\nACGT,0\nACXGT,1\n",
+        "line 3, record 'bad:3', column 'seq': invalid character 'X' at position 3",
+    ),
+    "empty sequence": ("seq,label\nACGT,0\n,1\n", "line 3, record 'bad:3', column 'seq': empty"),
+    "missing label": ("seq,label\nACGT,0\nACGT,\n", "line 3, record 'bad:3', column 'label'"),
+    "missing column": ("sequence,label\nACGT,0\n", "no column 'seq' (the file has: sequence"),
+    "header only": ("seq,label\n", "no rows after the header"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TABLES))
+def test_bad_table_names_file_line_and_column(tmp_path, case):
+    text, message = BAD_TABLES[case]
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(LabelledInputError) as err:
+        read_table(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_duplicate_ids_are_named(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("r1,ACGT,0\nr2,ACGT,1\n")
+    b.write_text("r3,ACGT,0\nr1,GGGG,1\n")
+    with pytest.raises(LabelledInputError, match=r"b.csv, line 2, record 'r1': duplicate id"):
+        read_source({"format": "viraminer", "paths": [str(a), str(b)]})
+
+
+def test_viraminer_errors(tmp_path):
+    header = tmp_path / "h.csv"
+    header.write_text("seq_id,sequence,label\nr1,ACGT,0\n")
+    with pytest.raises(LabelledInputError, match="line 1: the first line looks like a header"):
+        read_viraminer([header])
+    extra = tmp_path / "e.csv"
+    extra.write_text("r1,ACGT,0\nr2,ACGT,1,extra\n")
+    with pytest.raises(LabelledInputError, match="e.csv: expected 3 comma-separated fields"):
+        read_viraminer([extra])
+    short = tmp_path / "s.csv"
+    short.write_text("r1,ACGT,0\nr2,ACGT\n")
+    with pytest.raises(LabelledInputError, match="s.csv, line 2, record 'r2', column 'label"):
+        read_viraminer([short])
+
+
+def test_fasta_errors(tmp_path):
+    path = tmp_path / "n.fa"
+    path.write_text(">ok label=a\nACGT\n>nolabel\nACGT\n")
+    with pytest.raises(
+        LabelledInputError, match="line 3, record 'nolabel': no label in the header"
+    ):
+        read_labelled_fasta(path)
+    with pytest.raises(ValueError, match="needs a capture group"):
+        read_labelled_fasta(path, label_pattern="label=")
+    with pytest.raises(ValueError, match="not a valid regex"):
+        read_labelled_fasta(path, label_pattern="(")
+    bad = tmp_path / "b.fa"
+    bad.write_text(">r1 label=a\nACGT\n>r2 label=b\nAC*T\n")
+    with pytest.raises(ValueError, match=r"record 'r2'.*invalid character '\*'"):
+        read_labelled_fasta(bad)
+    mixed = tmp_path / "m.fa"
+    mixed.write_text(">r1 label=a group=g\nACGT\n>r2 label=b\nACGT\n")
+    with pytest.raises(LabelledInputError, match="line 3, record 'r2': no group"):
+        read_labelled_fasta(mixed)
+
+
+def test_genomic_benchmarks_errors(tmp_path):
+    (tmp_path / "notadataset").mkdir()
+    with pytest.raises(LabelledInputError, match="not a GenomicBenchmarks dataset directory"):
+        read_genomic_benchmarks(tmp_path / "notadataset")
+    (tmp_path / "ds" / "train" / "positive").mkdir(parents=True)
+    with pytest.raises(LabelledInputError, match="positive: class directory holds no .txt"):
+        read_genomic_benchmarks(tmp_path / "ds")
+    (tmp_path / "ds" / "train" / "positive" / "0.txt").write_text("\n")
+    with pytest.raises(LabelledInputError, match=r"0.txt, line 1, record 'train/positive/0'"):
+        read_genomic_benchmarks(tmp_path / "ds")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_genomic_benchmarks(tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def fractions(series: pd.Series) -> pd.Series:
+    return series.value_counts(normalize=True).sort_index()
+
+
+def test_row_split_is_stratified_and_seeded(nontata):
+    split = assign_splits(nontata, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0)
+    overall = fractions(nontata["label"])
+    for name, share in (("train", 0.6), ("val", 0.2), ("test", 0.2)):
+        part = nontata[split == name]
+        assert abs(len(part) / len(nontata) - share) < 0.01
+        assert (fractions(part["label"]) - overall).abs().max() < 0.01
+    again = assign_splits(nontata, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0)
+    other = assign_splits(nontata, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=1)
+    assert again.equals(split) and not other.equals(split)
+
+
+def test_viraminer_leave_one_experiment_out(viraminer):
+    split = assign_splits(
+        viraminer,
+        labels=LABELS,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=0,
+        test_groups=["exp13_2014_N1"],
+    )
+    groups = {s: set(viraminer.loc[split == s, "group"]) for s in SPLITS}
+    assert groups["test"] == {"exp13_2014_N1"}
+    assert not groups["train"] & groups["val"] and groups["val"]
+    assert groups["train"] | groups["val"] | groups["test"] == set(viraminer["group"])
+    for s in SPLITS:
+        assert set(viraminer.loc[split == s, "label"]) == set(LABELS)
+    # the experiment without viral contigs cannot be the test set on its own
+    with pytest.raises(ValueError, match="the test split has no sequence labelled '1'"):
+        assign_splits(
+            viraminer,
+            labels=LABELS,
+            val_fraction=0.2,
+            test_fraction=0.2,
+            seed=0,
+            test_groups=["exp5_2014_D3"],
+        )
+    with pytest.raises(ValueError, match=r"test_groups \['exp99'\] are not groups"):
+        assign_splits(
+            viraminer, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0,
+            test_groups=["exp99"],
+        )  # fmt: skip
+
+
+def test_drawn_group_split_keeps_groups_whole(viraminer):
+    split = assign_splits(viraminer, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=3)
+    assert (split.groupby(viraminer["group"]).nunique() == 1).all()
+    assert set(split) == set(SPLITS)
+
+
+def test_source_split_keeps_test_and_carves_val_from_train(tmp_path):
+    table = read_genomic_benchmarks(write_gb_layout(tmp_path / "ds", real_rows(40)))
+    split = assign_splits(
+        table, labels=["negative", "positive"], val_fraction=0.25, test_fraction=0.5, seed=0
+    )
+    assert (split[table["split"] == "test"] == "test").all()
+    assert (split[table["split"] == "train"] != "test").all()
+    train = table[table["split"] == "train"]["label"].value_counts()
+    val = table[split == "val"]["label"].value_counts()
+    assert val.to_dict() == {k: round(0.25 * n) for k, n in train.items()}  # of train, per label
+
+
+def test_test_only_source_is_re_split(tmp_path):
+    rows = real_rows(10)
+    for i, (seq, label) in enumerate(zip(rows["seq"], rows["label"], strict=True)):
+        d = tmp_path / "ds" / "test" / f"c{label}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i}.txt").write_text(seq)
+    table = read_genomic_benchmarks(tmp_path / "ds")
+    split = assign_splits(table, labels=["c0", "c1"], val_fraction=0.2, test_fraction=0.2, seed=0)
+    assert set(split) == set(SPLITS)
+
+
+def test_too_few_sequences_of_a_label(tmp_path):
+    path = tmp_path / "few.csv"
+    path.write_text("seq,label\n" + "ACGT,0\n" * 10 + "ACGT,1\nACGA,1\n")
+    with pytest.raises(ValueError, match="has no sequence labelled '1'"):
+        assign_splits(read_table(path), labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), min_size=3, max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_group_split_property(sizes, seed):
+    """Whatever the groups: no group on two sides, and every split holds every label, or a
+    clear error."""
+    rows = [
+        (f"g{i}", label)
+        for i, (a, b) in enumerate(sizes)
+        for label, n in (("0", a), ("1", b))
+        for _ in range(n)
+    ]
+    if not rows:
+        return
+    table = pd.DataFrame(rows, columns=["group", "label"])
+    table["id"] = [f"r{i}" for i in range(len(table))]
+    table["file"], table["line"] = "mem", np.arange(len(table)) + 1
+    try:
+        split = assign_splits(table, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=seed)
+    except ValueError as err:
+        assert "every split needs every label" in str(err)
+        return
+    assert (split.groupby(table["group"]).nunique() == 1).all()
+    for s in SPLITS:
+        assert set(table.loc[split == s, "label"]) == set(LABELS)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_labelled_windows_schema(nontata):
+    out = labelled_windows(
+        nontata, task="nt", labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0
+    )
+    assert sum(len(t) for t in out.values()) == len(nontata)
+    for table in out.values():
+        assert list(table.columns) == LABELLED_COLUMNS
+        assert (table["genome"] == "nt").all() and (table["start"] == 0).all()
+        assert (table["end"] == table["sequence"].str.len()).all()
+        assert (table["label_id"] == table["label"].astype(int)).all()
+        assert table["start"].dtype == np.int64 and table["end"].dtype == np.int64
+    assert cross_split_duplicates(out) == {"val": 0, "test": 0}
+
+
+def test_balance_cap_and_max_length(viraminer):
+    out = labelled_windows(
+        viraminer,
+        task="vm",
+        labels=LABELS,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=0,
+        test_groups=["exp13_2014_N1"],
+        balance="downsample",
+        max_sequences_per_split=100,
+        max_length=50,
+    )
+    for name in ("train", "val"):
+        counts = out[name]["label"].value_counts()
+        assert counts["0"] == counts["1"] and len(out[name]) <= 100
+    test = out["test"]
+    assert len(test) == 100 and (test["label"] == "1").sum() >= 1  # proportions kept, >= 1 each
+    assert (test["genome"] == test["group"]).all()  # several files: genome = file stem
+    assert all(t["end"].max() == 50 and t["sequence"].str.len().max() == 50 for t in out.values())
+
+
+def test_unknown_or_absent_labels(nontata):
+    with pytest.raises(LabelledInputError, match=r"line 2, record 'test:2', column 'label'"):
+        labelled_windows(
+            nontata, task="nt", labels=["1", "2"], val_fraction=0.2, test_fraction=0.2, seed=0
+        )
+    with pytest.raises(ValueError, match="no sequence is labelled '2'"):
+        labelled_windows(
+            nontata, task="nt", labels=["0", "1", "2"], val_fraction=0.2, test_fraction=0.2, seed=0
+        )
+
+
+def test_hold_out_validation_genome():
+    roles = pd.DataFrame(
+        {"genome": ["a", "b", "c"], "role": ["train", "train", "excluded"], "reason": ""}
+    )
+    held = hold_out_validation_genome(roles, seed=0)
+    assert (held["role"] == "val").sum() == 1 and held.loc[2, "role"] == "excluded"
+    assert hold_out_validation_genome(held, seed=0).equals(held)  # one val is enough
+
+
+def test_parquet_written_atomically(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2]})
+    write_parquet_atomically(frame, tmp_path / "out" / "t.parquet")
+    assert pd.read_parquet(tmp_path / "out" / "t.parquet").equals(frame)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["t.parquet"]
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+def snakemake(tmp_path, config: dict, *targets: str, dry: bool = True):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    args = [sys.executable, "-m", "snakemake", *targets, "--cores", "1"]
+    args += ["-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
+    args += ["--configfile", str(tmp_path / "config.yaml")] + (["-n"] if dry else [])
+    return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+
+def mixed_config(tmp_path) -> dict:
+    if not NONTATA.exists() or not VIRAMINER:
+        pytest.skip("real data is not present")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["genomes"] = str(ROOT / "config" / "genomes.tsv")
+    config.pop("predict")
+    config["tasks"]["nontata"] = {
+        "source": {"format": "csv", "path": str(NONTATA)},
+        "labels": LABELS,
+        "max_sequences_per_split": 60,
+    }
+    config["tasks"]["viraminer"] = {
+        "source": {
+            "format": "viraminer",
+            "paths": [str(p) for p in VIRAMINER],
+            "test_groups": ["exp13_2014_N1"],
+        },
+        "balance": "downsample",
+    }
+    return config
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    table = stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {
+        line.split()[0]: int(line.split()[1])
+        for line in table.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+
+
+def test_dry_run_with_genome_csv_and_viraminer_tasks(tmp_path):
+    out = snakemake(tmp_path, mixed_config(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = job_counts(out.stdout)
+    assert counts["labelled_windows"] == 2
+    assert counts["split_groups"] == 1 and counts["task_windows"] == 1
+    assert counts["tokenize"] == 2 + 3 * 3  # pretraining train/val + 3 tasks x 3 splits
+    # a labelled task's tokenize job reads no genome
+    blocks = [b for b in out.stdout.split("\n\n") if "rule tokenize:" in b and "/nontata/" in b]
+    assert len(blocks) == 3 and not any("resources/genomes" in b for b in blocks)
+
+
+PARSE_ERRORS = {
+    "no labels": ({"source": {"format": "csv", "path": "NONTATA"}}, "needs `labels`"),
+    "missing file": (
+        {"source": {"format": "csv", "path": "nowhere.csv"}, "labels": LABELS},
+        "source file nowhere.csv does not exist",
+    ),
+    "unknown experiment": (
+        {"source": {"format": "viraminer", "paths": ["VIRAMINER"], "test_groups": ["expX"]}},
+        "test_groups/val_groups ['expX'] are not ViraMiner experiments",
+    ),
+    "window and source": (
+        {"source": {"format": "csv", "path": "NONTATA"}, "window": {"length": 100, "stride": 100}},
+        "nontata",
+    ),
+    "csv option on fasta": (
+        {
+            "source": {"format": "fasta", "path": "NONTATA", "sequence_column": "s"},
+            "labels": LABELS,
+        },
+        "nontata",
+    ),
+    "groups without a group column": (
+        {"source": {"format": "csv", "path": "NONTATA", "test_groups": ["a"]}, "labels": LABELS},
+        "test_groups/val_groups need groups",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARSE_ERRORS))
+def test_bad_labelled_task_fails_at_parse_time(tmp_path, case):
+    config = mixed_config(tmp_path)
+    task, message = PARSE_ERRORS[case]
+    text = yaml.safe_dump(task).replace("NONTATA", str(NONTATA))
+    config["tasks"] = {"nontata": yaml.safe_load(text.replace("VIRAMINER", str(VIRAMINER[0])))}
+    out = snakemake(tmp_path, config)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_labelled_windows_and_tokenize_run(tmp_path):
+    from dnalm.shards import TokenShard
+
+    config = mixed_config(tmp_path)
+    # every split's table, one split's tokens: each job starts a Python process (slow on 1 core)
+    out = snakemake(tmp_path, config, "results/tokens/char/nontata/test.bin", dry=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not (tmp_path / "resources").exists()  # no genome was acquired for it
+    counts = pd.read_csv(tmp_path / "results/windows/nontata/class_counts.tsv", sep="\t")
+    assert set(counts["split"]) == set(SPLITS) and set(counts["label"].astype(str)) == set(LABELS)
+    tables = {s: pd.read_parquet(tmp_path / f"results/windows/nontata/{s}.parquet") for s in SPLITS}
+    assert all(len(t) == 60 for t in tables.values())
+    assert not set(tables["test"]["chrom"]) & set(tables["train"]["chrom"])
+    shard = TokenShard.open(tmp_path / "results/tokens/char/nontata/test")
+    assert shard.labels.tolist() == tables["test"]["label_id"].tolist()
+    char_ids = {"A": 7, "C": 8, "G": 9, "T": 10, "N": 11}
+    for i in (0, len(shard) - 1):
+        seq = tables["test"]["sequence"][i].upper()
+        assert shard[i].tolist() == [char_ids[c] for c in seq]
+    log = (tmp_path / "logs/labelled_windows/nontata.log").read_text()
+    assert "excludes nothing for it" in log and "class counts" in log
