@@ -116,3 +116,31 @@ def test_bad_input_fails_at_parse_time(tmp_path, case):
     text = out.stdout + out.stderr
     assert message in text, text[-3000:]
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+def test_study_config_dry_run_offline():
+    """config/study.yaml plans the whole study without touching the network: downloads are jobs."""
+    out = run(
+        "snakemake",
+        "-n",
+        "--cores",
+        "8",
+        "--configfile",
+        "config/study.yaml",
+        "-d",
+        str(ROOT),
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    counts = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    study = yaml.safe_load((ROOT / "config/study.yaml").read_text())
+    runs = len(study["tasks"]) * len(study["models"]) * len(study["finetune"]["seeds"])
+    assert counts["finetune"] == counts["scratch"] == runs >= 9 * 4 * 3
+    assert counts["genomic_benchmark"] == 8 and counts["labelled_windows"] == 8
+    assert counts["pretrain"] == len(study["models"])
+    # every genome the study needs is acquired by a job (10 for the virus task, mm10 as reference)
+    assert counts["acquire_genome"] == 11
+    assert "hyena-micro" not in out.stdout  # the default config is not merged into the study's
