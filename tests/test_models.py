@@ -26,6 +26,7 @@ from dnalm.models import (
     count_parameters,
     model_config,
 )
+from dnalm.models.modeling_hyena import _CausalFFTConv, _fft_size, fft_causal_conv
 
 torch.set_num_threads(1)
 
@@ -144,8 +145,10 @@ def test_hyena_parameter_names_follow_hf_hyenadna():
         "lm_head.weight",
     ]:
         assert name in names, name
-    # Positional features are recomputed buffers, not part of the checkpoint.
-    assert not any(n.endswith(("pos_emb.z", "pos_emb.t")) for n in names)
+    # As in the official checkpoints, the positional features `z` are saved; the time `t` is
+    # recomputed (it is always linspace(0, 1, L)).
+    assert layer + "mixer.filter_fn.pos_emb.z" in names
+    assert not any(n.endswith("pos_emb.t") for n in names)
     mixer = lm.hyena.backbone.layers[1].mixer
     assert mixer.in_proj.weight.shape == (3 * 64, 64)
     assert mixer.short_filter.weight.shape == (3 * 64, 1, 3)
@@ -327,3 +330,100 @@ def test_micro_classifier_learns_motif_from_scratch(arch, motif_data):
     acc = accuracy(model, x_test, y_test)
     print(f"{arch}: held-out accuracy {acc:.3f}")
     assert acc > 0.75
+
+
+# --- the fast Hyena path: FFT convolution, caches, autocast ---------------------------------
+
+
+def naive_causal_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`y[t] = sum_{s<=t} k[s] u[t-s] + bias * u[t]` as an explicit (Toeplitz) sum."""
+    length = u.shape[-1]
+    lag = torch.arange(length)[:, None] - torch.arange(length)[None, :]
+    toeplitz = k[:, lag.clamp(min=0)] * (lag >= 0)  # (channels, t, s)
+    return torch.einsum("cts,bcs->bct", toeplitz, u) + bias[:, None] * u
+
+
+def test_fft_size_is_the_smallest_fast_even_length():
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in range(1, 2500):
+        m = _fft_size(n)
+        assert m >= n and m % 2 == 0 and smooth(m), (n, m)
+        assert not any(smooth(c) for c in range(n + n % 2, m, 2)), (n, m)
+    assert _fft_size(2 * 1024) == 2048
+    assert _fft_size(2 * 1026) == 2160  # official tiny-1k context: not 4096
+    assert _fft_size(2 * 1093) == 2250  # 2187 = 3^7 is odd: skipped
+
+
+def test_fft_causal_conv_and_its_gradients_match_the_direct_sum():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 3, 21, generator=g, requires_grad=True)
+    k = torch.randn(3, 21, generator=g, requires_grad=True)
+    bias = torch.randn(3, generator=g, requires_grad=True)
+    y = fft_causal_conv(u, k, bias)
+    expected = naive_causal_conv(u, k, bias)
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn(y.shape, generator=g)
+    grads = torch.autograd.grad((y * weights).sum(), (u, k, bias))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (u, k, bias))
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # The hand-written backward, in double precision, against finite differences.
+    u64 = u.detach().double().requires_grad_()
+    k64 = k.detach().double().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, b: _CausalFFTConv.apply(a, b, _fft_size(2 * 21)), (u64, k64)
+    )
+
+
+def test_inference_reuses_the_filter_spectrum_until_parameters_change():
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(micro_config("hyena")).eval()
+    perturb(lm)
+    saved = {k: v.clone() for k, v in lm.state_dict().items()}
+    x = random_dna(2, 40)
+    filt = lm.hyena.backbone.layers[0].mixer.filter_fn
+    with torch.no_grad():
+        first = lm(x).logits
+        spectrum = filt.spectrum(40, _fft_size(80))
+        assert filt.spectrum(40, _fft_size(80)) is spectrum  # cached, not recomputed
+        assert torch.equal(lm(x).logits, first)
+    torch.testing.assert_close(lm(x).logits.detach(), first, atol=1e-5, rtol=1e-5)  # grad path
+    # A training step moves the filter: inference must see the new parameters.
+    lm.train()
+    torch.optim.SGD(lm.parameters(), lr=0.1).zero_grad()
+    lm(x, labels=x).loss.backward()
+    torch.optim.SGD(lm.parameters(), lr=0.1).step()
+    lm.eval()
+    with torch.no_grad():
+        moved = lm(x).logits
+        assert filt.spectrum(40, _fft_size(80)) is not spectrum
+    assert not torch.allclose(moved, first, atol=1e-3)
+    torch.testing.assert_close(lm(x).logits.detach(), moved, atol=1e-5, rtol=1e-5)
+    # Loading weights back (an in-place copy) invalidates the cache too.
+    lm.load_state_dict(saved)
+    with torch.inference_mode():
+        torch.testing.assert_close(lm(x).logits, first, atol=1e-5, rtol=1e-5)
+    # Tensors cached in inference mode never leak into a later backward pass.
+    lm.train()
+    lm(x, labels=x).loss.backward()
+
+
+def test_bf16_autocast_keeps_the_filter_and_ffts_in_float32():
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(micro_config("hyena"))
+    perturb(lm)
+    x = random_dna(2, 40)
+    reference = lm(x).logits.detach()
+    filt = lm.hyena.backbone.layers[0].mixer.filter_fn
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert filt.filter(40).dtype == torch.float32
+        out = lm(x, labels=x)  # an rfft of bf16 would raise on the CPU
+    out.loss.backward()
+    assert all(p.grad is not None for p in lm.parameters())
+    error = (out.logits.float() - reference).abs().max()
+    assert error < 0.05 * reference.abs().max(), error

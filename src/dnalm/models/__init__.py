@@ -3,6 +3,7 @@
 After `import dnalm.models`, `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and
 `AutoModelForSequenceClassification` resolve the `dnalm_hyena` and `dnalm_gpt` model types
 (from configs and from `save_pretrained` directories) without `trust_remote_code`.
+`load_hyenadna` reads the official HyenaDNA checkpoints (Hugging Face or original layout).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import (
 
 from dnalm.model_sizes import MODEL_SIZES, PARAMETER_COUNTS, SIZE_NAMES
 
+from .hyenadna_checkpoints import CheckpointError, load_hyenadna
 from .modeling_gpt import (
     DnaGPTConfig,
     DnaGPTForCausalLM,
@@ -32,6 +34,7 @@ from .modeling_hyena import (
     HyenaForCausalLM,
     HyenaForSequenceClassification,
     HyenaModel,
+    compile_blocks,
 )
 
 ARCHITECTURES = ("hyena", "gpt")
@@ -103,6 +106,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 __all__ = [
     "ARCHITECTURES",
+    "CheckpointError",
     "MODEL_SIZES",
     "PARAMETER_COUNTS",
     "SIZE_NAMES",
@@ -114,6 +118,8 @@ __all__ = [
     "HyenaForCausalLM",
     "HyenaForSequenceClassification",
     "HyenaModel",
+    "compile_blocks",
     "count_parameters",
+    "load_hyenadna",
     "model_config",
 ]
