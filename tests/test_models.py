@@ -427,3 +427,16 @@ def test_bf16_autocast_keeps_the_filter_and_ffts_in_float32():
     assert all(p.grad is not None for p in lm.parameters())
     error = (out.logits.float() - reference).abs().max()
     assert error < 0.05 * reference.abs().max(), error
+
+
+@pytest.mark.parametrize("arch", ["hyena", "gpt"])
+def test_compile_model_compiles_blocks_in_place_and_keeps_state_dict_names(arch):
+    from dnalm.models import compile_model, model_config
+
+    config = model_config(arch, "micro", vocab_size=12, pad_token_id=4, max_seq_len=256)
+    model = AutoModelForCausalLM.from_config(config)
+    names = list(model.state_dict())
+    compile_model(model)
+    blocks = model.hyena.backbone.layers if arch == "hyena" else model.model.layers
+    assert all(block._compiled_call_impl is not None for block in blocks)
+    assert list(model.state_dict()) == names  # no _orig_mod prefix: checkpoints stay plain

@@ -153,7 +153,7 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     from transformers import AutoModelForCausalLM
 
     from dnalm import distributed
-    from dnalm.models import config_for, count_parameters
+    from dnalm.models import compile_model, config_for, count_parameters
     from dnalm.shards import TokenShard
     from dnalm.tokenization import load_tokenizer
     from dnalm.training import TrainConfig, pretrain_lm
@@ -166,6 +166,8 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_config(config_for(spec, tokenizer))
     n_params = count_parameters(model)
+    if spec.get("compile"):
+        compile_model(model)
     log.info(
         "pretraining %s (%s %s, %d parameters) on %s%s with %d thread(s): %d train / %d val windows",
         spec["name"],
@@ -221,7 +223,7 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
 
     from dnalm import distributed
     from dnalm.metrics import classification_metrics
-    from dnalm.models import config_for, count_parameters
+    from dnalm.models import compile_model, config_for, count_parameters
     from dnalm.predict import write_training_info
     from dnalm.shards import TokenShard
     from dnalm.tokenization import load_tokenizer
@@ -253,6 +255,8 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     else:
         raise ValueError(f"init must be pretrained or scratch, not {init!r}")
     n_params = count_parameters(model)
+    if spec.get("compile"):
+        compile_model(model)
     log.info(
         "%s %s seed %d (%d parameters, %s%s, %d thread(s)): %d train / %d val / %d test windows",
         spec["name"],
