@@ -45,7 +45,7 @@ rule aggregate:
         ),
         audit=report(
             SUMMARY["audit"],
-            caption="../report/audit.rst",
+            caption="../report/audit_summary.rst",
             category="3. Results",
             labels={"table": "near-duplicate audit, every task"},
         ),
