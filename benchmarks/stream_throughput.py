@@ -5,21 +5,29 @@ The windows and tokenize steps stream every genome block by block (`dnalm.window
 stay close to that of just reading the file. For each genome this script measures, each in a
 fresh subprocess (so that the peak RSS is that step's own):
 
-  stream    BGZF stream decode of the whole file (pysam.BGZFile, 1 MiB reads): the raw limit
-  read      the plain read: every record fetched by region in blocks of --block-size bases
-            (pysam.FastaFile.fetch, the reader both steps use), nothing else done with it
-  windows   the windows step: `windows_for_genome` + the parquet table written
-  tokens    the tokenize step: `tokenize_windows` from that parquet to a shard (char tokenizer)
-  write     writing a file of zeros as large as that shard (8 MiB writes): the disk's share
+  stream        BGZF stream decode of the whole file (pysam.BGZFile, 1 MiB reads): the raw limit
+  read          the plain read: every record fetched by region in blocks of --block-size bases
+                (pysam.FastaFile.fetch, the reader the tokenize step uses), nothing else done
+  windows       the windows step as the pipeline runs it: `windows_for_genome` from the .fai and
+                the BED of non-ACGT runs that normalisation wrote (no base read) + the parquet
+  windows-read  the same without the BED (`use_bed=False`): every record streamed by block
+  tokens        the tokenize step: `tokenize_windows` from that parquet to a shard (char tokenizer)
+  write         writing a file of zeros as large as that shard (8 MiB writes): the disk's share
 
 and prints Mbp/s (genome bases per second), the ratio to the plain read, and peak RSS.
 `windows+tokens` is both steps one after the other (the time of each added up).
 
-Genomes: E. coli K-12 (4.6 Mbp, normalised from ../shared/data into a temp dir), the hg38 chr2
-slice (2.3 Mbp, soft-masked, 10 kb of N; read in place), and, without --quick, a generated
-1 Gbp genome (4 x 250 Mbp records with soft-masked stretches and N runs, bgzip level 1; the
-generation is not timed; the files are deleted at the end). Small genomes are processed several
-times in the subprocess and the median is reported.
+Every genome is first normalised as the acquire step does (`normalise_fasta`), which writes the
+BED of non-ACGT runs (`{genome}.ambiguous.bed.gz`) the windows step reads. That step is not part
+of windows+tokens (it runs once per genome, whatever the windows and tokenizers), but its cost is
+shown in a second table: normalisation with the BED (the default) and without it
+(`ambiguous_bed=False`), each in a fresh subprocess.
+
+Genomes: E. coli K-12 (4.6 Mbp, from ../shared/data), the hg38 chr2 slice (2.3 Mbp, soft-masked,
+10 kb of N), and, without --quick, a generated 1 Gbp genome (4 x 250 Mbp records with soft-masked
+stretches and N runs, written as plain FASTA, generation not timed, then normalised like the
+others; the files are deleted at the end). Small genomes are processed several times in the
+subprocess and the median is reported.
 
 Both wall-clock and CPU-time (user + system) throughput are printed; on a shared machine the
 CPU figures are the steadier ones, and the ratios use them. Run it on an otherwise idle machine:
@@ -44,7 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "genomes" / "nonviral"
 HG38 = "Hsapiens_hg38_chr2_1-2333275.fa.gz"
-STEPS = ("stream", "read", "windows", "tokens", "write")
+STEPS = ("stream", "read", "windows-read", "windows", "tokens", "write")
+NORMALISE = ("normalise-nobed", "normalise")
 
 
 def _rss_mb() -> float:
@@ -71,7 +80,7 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
     import pysam
 
     from dnalm.corpus import tokenize_windows
-    from dnalm.fasta import record_lengths
+    from dnalm.fasta import normalise_fasta, record_lengths
     from dnalm.tokenization import char_tokenizer, encoder_for
     from dnalm.windows import WindowSpec, windows_for_genome
 
@@ -79,13 +88,19 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
     table = work / f"{genome.name}.windows.parquet"
     if step == "tokens":
         encoder = encoder_for(char_tokenizer())
-    shard_bytes = sum(
-        max(0, (n - spec.length) // spec.stride + 1) * spec.length
-        for n in record_lengths(genome).values()
-    )
+    if step in NORMALISE:  # `genome` is the source; the result goes to work/ (or work/nobed/)
+        dest = work / ("nobed" if step == "normalise-nobed" else "") / args.dest
+        shard_bytes = 0
+    else:
+        shard_bytes = sum(
+            max(0, (n - spec.length) // spec.stride + 1) * spec.length
+            for n in record_lengths(genome).values()
+        )
 
     def run() -> None:
-        if step == "stream":
+        if step in NORMALISE:
+            normalise_fasta(genome, dest, ambiguous_bed=step == "normalise")
+        elif step == "stream":
             with pysam.BGZFile(str(genome), "rb") as fh:
                 while fh.read(1 << 20):
                     pass
@@ -94,8 +109,9 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
                 for chrom, length in record_lengths(genome).items():
                     for start in range(0, length, args.block_size):
                         fasta.fetch(chrom, start, min(length, start + args.block_size))
-        elif step == "windows":
-            win = windows_for_genome(genome, spec, block_size=args.block_size)
+        elif step in ("windows", "windows-read"):
+            use_bed = step == "windows"
+            win = windows_for_genome(genome, spec, block_size=args.block_size, use_bed=use_bed)
             win = win.assign(genome="g", strand="+", label="", label_id=-1, group="g")
             win.to_parquet(table, index=False)
         elif step == "write":
@@ -126,7 +142,13 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
 
 
 def _subprocess(
-    step: str, genome: Path, work: Path, args: argparse.Namespace, reps: int, min_seconds: float
+    step: str,
+    genome: Path,
+    work: Path,
+    args: argparse.Namespace,
+    reps: int,
+    min_seconds: float,
+    dest: str = "",
 ) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cmd = [
@@ -148,6 +170,8 @@ def _subprocess(
         str(reps),
         "--min-seconds",
         str(min_seconds),
+        "--dest",
+        dest,
     ]
     done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -155,14 +179,13 @@ def _subprocess(
 
 def generate_genome(path: Path, records: int, record_length: int, seed: int = 0) -> None:
     """Random bases with realistic texture: ~half in soft-masked (lowercase) stretches, ~2% in
-    N runs of 10-50 kb; written as bgzip level 1 (fast to write) + .fai/.gzi by pysam."""
+    N runs of 10-50 kb; written as plain FASTA, which normalisation then reads like a download."""
     import numpy as np
-    import pysam
 
     rng = np.random.default_rng(seed)
     alphabet = np.frombuffer(b"ACGTacgt", np.uint8)
     chunk, width = 6_000_000, 60
-    with pysam.BGZFile(str(path), "wb1") as out:
+    with open(path, "wb") as out:
         for r in range(records):
             out.write(f">chr{r + 1}\n".encode())
             for lo in range(0, record_length, chunk):
@@ -178,7 +201,15 @@ def generate_genome(path: Path, records: int, record_length: int, seed: int = 0)
                 out.write(lines.astype(np.uint8).tobytes())
                 if full < n:
                     out.write(seq[full:].tobytes() + b"\n")
-    pysam.faidx(str(path))
+
+
+def _bed_runs(genome: Path) -> int:
+    import gzip
+
+    from dnalm.fasta import ambiguous_bed_path
+
+    with gzip.open(ambiguous_bed_path(genome), "rt") as fh:
+        return sum(1 for line in fh if not line.startswith("#"))
 
 
 def _row(name: str, bases: int, step: str, m: dict, ref: dict, stream: dict) -> str:
@@ -201,9 +232,10 @@ def main() -> None:
     parser.add_argument("--tmp", type=Path, default=None, help="where temp files go")
     parser.add_argument("--reps", type=int, default=3, help="minimum runs per measurement")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed seconds")
-    parser.add_argument("--measure", choices=STEPS, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=STEPS + NORMALISE, help=argparse.SUPPRESS)
     parser.add_argument("--genome", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dest", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.block_size is None:
         from dnalm.windows import DEFAULT_BLOCK_SIZE
@@ -220,40 +252,62 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="dnalm-stream-", dir=args.tmp) as tmp:
         tmp = Path(tmp)
-        from dnalm.fasta import normalise_fasta
-
-        ecoli = tmp / "ecoli.fa.gz"
-        normalise_fasta(SHARED / "Ecoli_K12_MG1655_NC_000913.3.fna.gz", ecoli)
-        genomes = [("E. coli K-12", ecoli), ("hg38 chr2 slice", SHARED / HG38)]
+        sources = [
+            ("E. coli K-12", SHARED / "Ecoli_K12_MG1655_NC_000913.3.fna.gz"),
+            ("hg38 chr2 slice", SHARED / HG38),
+        ]
         if not args.quick:
             bases = int(args.gbp * 1e9)
-            need = bases * (0.4 + args.length / args.stride) + 1e9
+            need = bases * (1.1 + 0.6 + 2 * args.length / args.stride) + 1e9
             free = shutil.disk_usage(tmp).free
             if free < need:
                 sys.exit(
                     f"{tmp}: {free / 1e9:.1f} GB free, the {args.gbp} Gbp case needs ~"
                     f"{need / 1e9:.1f} GB; use --tmp elsewhere or --quick"
                 )
-            big = tmp / "generated.fa.gz"
+            raw = tmp / "generated.fa"
             t = time.perf_counter()
-            generate_genome(big, 4, bases // 4)
+            generate_genome(raw, 4, bases // 4)
             print(
                 f"# generated {bases / 1e9:g} Gbp in {time.perf_counter() - t:.0f} s "
-                f"({big.stat().st_size / 1e9:.2f} GB bgzip)",
+                f"({raw.stat().st_size / 1e9:.2f} GB plain FASTA)",
                 flush=True,
             )
-            genomes.append((f"generated {args.gbp:g} Gbp", big))
-        print(
+            sources.append((f"generated {args.gbp:g} Gbp", raw))
+        throughput = [
             "| genome | step | wall s | Mbp/s | CPU Mbp/s | vs read | vs stream | "
-            "peak RSS MB | RSS growth MB |"
-        )
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
-        for name, path in genomes:
+            "peak RSS MB | RSS growth MB |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        normalising = [
+            "| genome | normalise | wall s | CPU s | CPU Mbp/s | peak RSS MB | BED runs | "
+            "CPU vs without BED |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for i, (name, source) in enumerate(sources):
             work = tmp / "work"
-            work.mkdir(exist_ok=True)
+            (work / "nobed").mkdir(parents=True, exist_ok=True)
+            path = work / f"genome{i}.fa.gz"
+            big = source.stat().st_size > 1e8  # repeat small genomes for a stable median
+            reps, min_seconds = (1, 0.0) if big else (args.reps, args.min_seconds)
+            norm = {
+                k: _subprocess(k, source, work, args, reps, min_seconds, dest=path.name)
+                for k in NORMALISE
+            }
+            shutil.rmtree(work / "nobed")
+            if big:
+                source.unlink()  # the generated plain FASTA: only its normalised form is needed
             n = _bases(path)
-            small = n < 1e8  # repeat small genomes for a stable median; a large one runs once
-            reps, min_seconds = (args.reps, args.min_seconds) if small else (1, 0.0)
+            runs = _bed_runs(path)
+            without = norm["normalise-nobed"]["cpu_s"]
+            for k, label in (("normalise-nobed", "without BED"), ("normalise", "with BED")):
+                m = norm[k]
+                normalising.append(
+                    f"| {name} | {label} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
+                    f"{n / 1e6 / m['cpu_s']:.1f} | {m['rss_peak_mb']:.0f} | "
+                    f"{runs if k == 'normalise' else ''} | {m['cpu_s'] / without - 1:+.1%} |"
+                )
+            print("\n".join(normalising[-2:]), flush=True)
             m = {step: _subprocess(step, path, work, args, reps, min_seconds) for step in STEPS}
             steps = ("windows", "tokens")
             peak = max(m[k]["rss_peak_mb"] for k in steps)
@@ -264,9 +318,15 @@ def main() -> None:
                 "rss_peak_mb": peak,
                 "rss_start_mb": peak - growth,
             }
-            for step in ("stream", "read", "windows", "tokens", "windows+tokens", "write"):
-                print(_row(name, n, step, m[step], m["read"], m["stream"]), flush=True)
+            order = ("stream", "read", "windows-read", "windows", "tokens", "windows+tokens")
+            for step in (*order, "write"):
+                throughput.append(_row(name, n, step, m[step], m["read"], m["stream"]))
+                print(throughput[-1], flush=True)
             shutil.rmtree(work)
+    print("\n## Throughput\n")
+    print("\n".join(throughput))
+    print("\n## Normalisation (acquire step, not part of windows+tokens)\n")
+    print("\n".join(normalising))
     print(f"# load average at end {os.getloadavg()[0]:.2f}")
 
 

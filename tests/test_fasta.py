@@ -9,9 +9,11 @@ import hashlib
 import io
 import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pysam
 import pytest
 from Bio import bgzf
@@ -22,6 +24,8 @@ from dnalm.fasta import (
     ChecksumError,
     FastaFormatError,
     FastaStats,
+    ambiguous_bed_path,
+    ambiguous_runs,
     file_checksum,
     normalise_fasta,
     open_genome,
@@ -261,10 +265,12 @@ def test_normalise_round_trip_with_coordinate_reads(tmp_path: Path, compress: st
     stats = normalise_fasta(src, dest)
 
     assert sorted(p.name for p in dest.parent.iterdir()) == [
+        "genome.ambiguous.bed.gz",
         "genome.fa.gz",
         "genome.fa.gz.fai",
         "genome.fa.gz.gzi",
     ]
+    assert _bed_runs(dest) == _non_acgt_runs(records)
     assert dest.read_bytes()[:4] == b"\x1f\x8b\x08\x04"  # gzip with the BGZF extra field
     assert list(read_fasta(dest)) == records
     assert record_lengths(dest) == {rid: len(seq) for rid, seq in records}
@@ -292,6 +298,86 @@ def test_normalise_round_trip_with_coordinate_reads(tmp_path: Path, compress: st
         ambiguous_fraction=(joined.count("R") + joined.count("Y")) / len(joined),
     )
     assert stats.to_dict()["lengths"] == {"chrA": 5_003, "chrB": 70_001, "tiny": 1}
+
+
+def _bed_runs(fasta: Path) -> list[tuple[str, int, int]]:
+    """The (record, start, end) lines of the ambiguous BED beside a normalised genome."""
+    bed = ambiguous_bed_path(fasta)
+    assert bed is not None
+    with gzip.open(bed, "rt") as fh:
+        rows = [line.rstrip("\n").split("\t") for line in fh if not line.startswith("#")]
+    return [(rid, int(start), int(end)) for rid, start, end in rows]
+
+
+def _non_acgt_runs(records: list[tuple[str, str]]) -> list[tuple[str, int, int]]:
+    """The maximal runs of anything but ACGT/acgt, found by a regular expression."""
+    return [
+        (rid, m.start(), m.end()) for rid, seq in records for m in re.finditer("[^ACGTacgt]+", seq)
+    ]
+
+
+def test_ambiguous_bed_lists_the_runs_of_real_isolates(tmp_path: Path) -> None:
+    """100 Zika isolates with N runs and scattered R, Y, K, W, M, S codes: the BED lists exactly
+    their non-ACGT runs, whatever the case and IUPAC options (masking keeps them non-ACGT)."""
+    src = SHARED / "genomes" / "viral" / "nextclade_isolates" / "community__itps__zikav.fasta"
+    if not src.exists():
+        pytest.skip(f"{src} is not present")
+    records = list(read_fasta(src))
+    expected = _non_acgt_runs(records)
+    assert len(expected) > 1000 and len({rid for rid, _, _ in expected}) > 50
+    codes = {seq[s:e] for rid, seq in records for _, s, e in _non_acgt_runs([(rid, seq)])}
+    assert set("RYKWMS") <= set("".join(codes).upper())
+    for options in ({}, {"iupac": "mask", "soft_mask": "upper"}):
+        dest = tmp_path / f"zika{len(options)}.fa.gz"
+        normalise_fasta(src, dest, **options)
+        assert _bed_runs(dest) == expected
+    with gzip.open(ambiguous_bed_path(dest), "rt") as fh:
+        header = fh.readline()
+    bases = sum(len(seq) for _, seq in records)
+    assert header.startswith("#") and f"records={len(records)} bases={bases}" in header
+
+
+def test_ambiguous_bed_of_rna_empty_and_clean_genomes(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nACGUuT\n>b\nACGT\n>c\nnnACGTRy\n")
+    normalise_fasta(src, tmp_path / "rna.fa.gz", rna_to_dna=False)
+    assert _bed_runs(tmp_path / "rna.fa.gz") == [("a", 3, 5), ("c", 0, 2), ("c", 6, 8)]
+    normalise_fasta(src, tmp_path / "dna.fa.gz")  # U -> T: an unambiguous base
+    assert _bed_runs(tmp_path / "dna.fa.gz") == [("c", 0, 2), ("c", 6, 8)]
+    normalise_fasta(_write(tmp_path / "clean.fa", ">a\nACGTacgt\n"), tmp_path / "clean.fa.gz")
+    with gzip.open(tmp_path / "clean.ambiguous.bed.gz", "rt") as fh:
+        assert fh.read() == (
+            "#non-ACGT runs, 0-based half-open: chrom start end; records=1 bases=8\n"
+        )
+
+
+def test_ambiguous_bed_is_reproducible_and_can_be_left_out(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", ">a\nACNNGT\n")
+    dest = tmp_path / "g.fa.gz"
+    normalise_fasta(src, dest)
+    bed = ambiguous_bed_path(dest)
+    first = bed.read_bytes()
+    normalise_fasta(src, dest)
+    assert bed.read_bytes() == first  # no timestamp in the gzip header
+    normalise_fasta(src, dest, ambiguous_bed=False)  # a stale BED must not outlive its FASTA
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "g.fa.gz",
+        "g.fa.gz.fai",
+        "g.fa.gz.gzi",
+        "in.fa",
+    ]
+    assert ambiguous_bed_path(tmp_path / "g.fasta") is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.text(alphabet="ACGTacgtNnRYu", max_size=300),
+    chunk=st.integers(1, 40),
+)
+def test_ambiguous_runs_do_not_depend_on_the_chunk(seq: str, chunk: int) -> None:
+    starts, ends = ambiguous_runs(seq.encode(), chunk=chunk)
+    assert starts.dtype == ends.dtype == np.int64
+    got = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    assert got == [(s, e) for _, s, e in _non_acgt_runs([("x", seq)])]
 
 
 def test_normalise_line_width_is_used_in_the_index(tmp_path: Path) -> None:

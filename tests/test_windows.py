@@ -1,10 +1,14 @@
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_genome
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dnalm.corpus import tokenize_windows
-from dnalm.fasta import record_lengths
+from dnalm.fasta import ambiguous_runs, record_lengths
 from dnalm.shards import TokenShard
 from dnalm.tokenization import char_tokenizer, encoder_for
 from dnalm.windows import (
@@ -14,6 +18,7 @@ from dnalm.windows import (
     pretraining_corpus,
     pretraining_roles,
     record_split_table,
+    runs_window_starts,
     split_groups,
     split_table,
     task_windows,
@@ -229,25 +234,62 @@ def test_streamed_windows_equal_whole_record_on_hg38(shared_data, spec):
         _assert_same_windows(windows_for_genome(path, spec, block_size=block_size), expected)
 
 
-def test_streamed_windows_equal_whole_record_on_isolates(shared_data, tmp_path):
-    """55 Oropouche isolates, mixed case, N and other IUPAC codes, several records per file."""
-    from dnalm.fasta import normalise_fasta
+ISOLATES = "genomes/viral/nextclade_isolates"
 
-    src = shared_data / "genomes/viral/nextclade_isolates/community__itps__orov__S__refseq.fasta"
-    path = tmp_path / "orov.fa.gz"
-    normalise_fasta(src, path)
-    for spec in (WindowSpec(100, 30, 0.0), WindowSpec(64, 7, 0.02)):
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "community__itps__orov__M__refseq.fasta",  # 54 isolates: N runs, one R, one Y
+        "community__itps__zikav.fasta",  # 100 isolates, 1,350 runs: N, R, Y, K, W, M, S
+    ],
+)
+def test_windows_equal_whole_record_on_isolates(shared_data, tmp_path, name):
+    """Real isolates: mixed case, N runs and scattered IUPAC codes, many records per file; the
+    windows from the ambiguous BED equal those read from the sequence, at any block size."""
+    from dnalm.fasta import ambiguous_bed_path, normalise_fasta
+
+    path = tmp_path / "isolates.fa.gz"
+    normalise_fasta(shared_data / ISOLATES / name, path)
+    assert ambiguous_bed_path(path).exists()
+    for spec in (WindowSpec(100, 30, 0.0), WindowSpec(64, 7, 0.02), WindowSpec(500, 1, 0.01)):
         expected = _whole_record_windows(path, spec)
         assert expected["chrom"].nunique() > 20
-        for block_size in (1, 61, 10**9):
-            _assert_same_windows(windows_for_genome(path, spec, block_size=block_size), expected)
+        _assert_same_windows(windows_for_genome(path, spec), expected)
+        for block_size in (61, 997, 10**9):
+            streamed = windows_for_genome(path, spec, block_size=block_size, use_bed=False)
+            _assert_same_windows(streamed, expected)
+
+
+def test_windows_from_the_bed_on_hg38(shared_data, tmp_path):
+    """The hg38 slice normalised: its BED holds the 10 kb N run, and windows from it equal
+    those read, for strides below, at and above the window length."""
+    from dnalm.fasta import ambiguous_bed_path, normalise_fasta
+
+    path = tmp_path / "hg38.fa.gz"
+    normalise_fasta(shared_data / HG38_SLICE, path)
+    with gzip.open(ambiguous_bed_path(path), "rt") as fh:
+        assert [line for line in fh if not line.startswith("#")] == ["chr2\t0\t10000\n"]
+    for spec in (
+        WindowSpec(1000, 300, 0.1),
+        WindowSpec(4096, 4096, 0.0),
+        WindowSpec(500, 777, 0.5),
+        WindowSpec(100, 1, 0.0),
+        WindowSpec(10_000, 10_000, 0.0),
+        WindowSpec(20_000, 5_000, 0.5),  # a window half N passes, one more base of N fails
+    ):
+        got = windows_for_genome(path, spec)
+        expected = windows_for_genome(path, spec, use_bed=False)
+        _assert_same_windows(got, expected)
+        assert got.dtypes.to_dict() == expected.dtypes.to_dict()
+    assert windows_for_genome(path, WindowSpec(20_000, 5_000, 0.5))["start"].iloc[0] == 0
 
 
 def test_n_threshold_windows_straddling_blocks(tmp_path):
     """N runs placed across block edges: every window is judged on all its bases."""
     rng = np.random.default_rng(1)
     seq = np.array(list("ACGTacgt"))[rng.integers(0, 8, 5000)]
-    for at, width in ((95, 3), (190, 12), (1000, 1), (2047, 40), (4990, 10)):
+    for at, width in ((0, 2), (95, 3), (190, 12), (1000, 1), (2047, 40), (4990, 10)):
         seq[at : at + width] = "N"
     seq[3000:3005] = list("RYKMS")
     seq = "".join(seq)
@@ -257,8 +299,60 @@ def test_n_threshold_windows_straddling_blocks(tmp_path):
         assert expected["start"].tolist()[: len(window_starts(seq, spec))] == (
             window_starts(seq, spec).tolist()
         )
+        _assert_same_windows(windows_for_genome(path, spec), expected)
         for block_size in (1, spec.stride, 97, 1000, 10**9):
-            _assert_same_windows(windows_for_genome(path, spec, block_size=block_size), expected)
+            streamed = windows_for_genome(path, spec, block_size=block_size, use_bed=False)
+            _assert_same_windows(streamed, expected)
+
+
+_BASES = np.frombuffer(b"ACGTacgtNnRYKMSWBDHVU", dtype=np.uint8)
+
+
+@st.composite
+def _sequences(draw):
+    """Random records made of stretches of clean bases and of non-ACGT runs, some at the ends."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    length = draw(st.integers(1, 3000))
+    seq = _BASES[rng.integers(0, 8, length)]
+    for _ in range(draw(st.integers(0, 12))):
+        at, width = int(rng.integers(0, length)), int(rng.integers(1, 400))
+        seq[at : at + width] = _BASES[rng.integers(8, len(_BASES), min(width, length - at))]
+    return seq.tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seq=_sequences(),
+    length=st.integers(1, 600),
+    stride=st.integers(1, 700),
+    max_n_fraction=st.sampled_from([0.0, 0.01, 0.1, 0.25, 0.5, 0.999, 1.0]),
+)
+def test_windows_from_runs_equal_windows_from_bases(seq, length, stride, max_n_fraction):
+    """Windows from a record's length and non-ACGT runs alone equal those from its bases."""
+    spec = WindowSpec(length, stride, max_n_fraction)
+    starts, ends = ambiguous_runs(seq, chunk=97)
+    got = runs_window_starts(len(seq), starts, ends, spec)
+    assert got.dtype == np.int64
+    assert got.tolist() == window_starts(seq, spec).tolist()
+
+
+def test_windows_without_the_bed_read_the_sequence(tmp_path):
+    """A genome normalised without the BED, or whose BED was deleted, is read instead."""
+    from dnalm.fasta import ambiguous_bed_path, normalise_fasta
+
+    seq = "ACGT" * 100 + "N" * 50 + "acgt" * 100
+    path = write_genome(tmp_path, "g", [("r1", seq)])
+    spec = WindowSpec(64, 16, 0.1)
+    expected = windows_for_genome(path, spec)
+    ambiguous_bed_path(path).unlink()
+    _assert_same_windows(windows_for_genome(path, spec), expected)
+    raw = tmp_path / "raw.fa"
+    raw.write_text(f">r1\n{seq}\n")
+    other = tmp_path / "other.fa.gz"
+    normalise_fasta(raw, other, ambiguous_bed=False)
+    assert not ambiguous_bed_path(other).exists()
+    _assert_same_windows(windows_for_genome(other, spec), expected)
+    assert len(expected) == len(window_starts(seq, spec)) < (len(seq) - 64) // 16 + 1
 
 
 def test_index_that_disagrees_with_the_fasta(tmp_path):
@@ -266,12 +360,56 @@ def test_index_that_disagrees_with_the_fasta(tmp_path):
     fai = path.with_name(path.name + ".fai")
     fai.write_text(fai.read_text().replace("\t200\t", "\t260\t"))
     with pytest.raises(
+        ValueError,
+        match=r"g.ambiguous.bed.gz, line 1: written for 1 records and 200 bases, but the index "
+        r"lists 1 records and 260 bases; .*normalise the genome again",
+    ):
+        windows_for_genome(path, WindowSpec(64, 64))
+    path.with_name("g.ambiguous.bed.gz").unlink()
+    with pytest.raises(
         ValueError, match=r"g.fa.gz: cannot read r1:0-256 .*normalise the genome again"
     ):
         windows_for_genome(path, WindowSpec(64, 64))
     fai.unlink()
-    with pytest.raises(FileNotFoundError, match="index missing"):
+    with pytest.raises(FileNotFoundError, match=r"g.fa.gz: index .*g.fa.gz.fai missing"):
         windows_for_genome(path, WindowSpec(64, 64))
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["r2\t0\t5"], r"line 2: record 'r2' is not in the genome's index"),
+        (["r1\t5\t3"], r"line 2: run r1:5-3 is empty or outside the record \(length 200\)"),
+        (["r1\t190\t201"], r"line 2: run r1:190-201 is empty or outside the record"),
+        (["r1\t0\t10", "r1\t9\t12"], r"line 3: run r1:9-12 overlaps run r1:0-10 \(line 2\)"),
+        (["r1\t20\t30", "r1\t0\t25"], r"line 2: run r1:20-30 overlaps run r1:0-25 \(line 3\)"),
+        (["r1\tten\t12"], r"line 2: start and end must be integers, got \['ten', '12'\]"),
+        (["r1 0 12"], r"line 2: expected 3 tab-separated columns"),
+    ],
+)
+def test_bad_bed_is_named_by_file_and_line(tmp_path, lines, message):
+    path = write_genome(tmp_path, "g", [("r1", "ACGT" * 50)])
+    bed = path.with_name("g.ambiguous.bed.gz")
+    with gzip.open(bed, "rt") as fh:
+        header = fh.readline()
+    with gzip.open(bed, "wt") as fh:
+        fh.write(header + "".join(line + "\n" for line in lines))
+    with pytest.raises(ValueError, match=rf"g\.ambiguous\.bed\.gz, {message}"):
+        windows_for_genome(path, WindowSpec(64, 64))
+    assert len(windows_for_genome(path, WindowSpec(64, 64), use_bed=False)) == 3
+
+
+def test_unsorted_bed_without_header_is_read(tmp_path):
+    """A hand-made BED (no header, records and runs in any order, extra columns) still works."""
+    seq = "ACGT" * 50
+    path = write_genome(tmp_path, "g", [("r1", seq), ("r2", seq)])
+    with gzip.open(path.with_name("g.ambiguous.bed.gz"), "wt") as fh:
+        fh.write("r2\t100\t150\tx\nr1\t60\t70\nr1\t0\t10\n")
+    got = windows_for_genome(path, WindowSpec(50, 25, 0.0))
+    assert got.groupby("chrom")["start"].apply(list).to_dict() == {
+        "r1": [75, 100, 125, 150],
+        "r2": [0, 25, 50, 150],
+    }
 
 
 # --------------------------------------------------------------------------- split by chromosome

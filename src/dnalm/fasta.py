@@ -28,9 +28,12 @@ import pyfaidx
 import pysam
 
 __all__ = [
+    "ACGT_BYTES",
     "ChecksumError",
     "FastaFormatError",
     "FastaStats",
+    "ambiguous_bed_path",
+    "ambiguous_runs",
     "file_checksum",
     "normalise_fasta",
     "open_genome",
@@ -50,6 +53,14 @@ _ALLOWED_TEXT = f"IUPAC nucleotide codes {IUPAC_NUCLEOTIDES}, upper or lower cas
 _VALID_BYTE = np.zeros(256, dtype=bool)
 for _c in IUPAC_NUCLEOTIDES + IUPAC_NUCLEOTIDES.lower():
     _VALID_BYTE[ord(_c)] = True
+
+# The only unambiguous bases: every other byte (N, IUPAC codes, U kept as RNA) counts against a
+# window's max_n_fraction, and its runs are what normalise_fasta lists in the ambiguous BED.
+ACGT_BYTES = b"ACGTacgt"
+_AMBIGUOUS_FLAG = bytes(0 if b in ACGT_BYTES else 1 for b in range(256))  # translate: 1 = non-ACGT
+_SCAN_CHUNK = 1 << 24  # bases per pass when scanning a record: bounds the scan's own memory
+AMBIGUOUS_BED_SUFFIX = ".ambiguous.bed.gz"
+AMBIGUOUS_BED_HEADER = "#non-ACGT runs, 0-based half-open: chrom start end; records={} bases={}"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -555,6 +566,73 @@ def _remove_quietly(*paths: str | os.PathLike[str]) -> None:
             os.unlink(p)
 
 
+def ambiguous_bed_path(fasta: str | os.PathLike[str]) -> Path | None:
+    """Where normalise_fasta puts the runs of non-ACGT bases of `{genome}.fa.gz`:
+    `{genome}.ambiguous.bed.gz` beside it; None for a FASTA not named like a normalised one."""
+    fasta = Path(fasta)
+    if not fasta.name.endswith(".fa.gz"):
+        return None
+    return fasta.with_name(fasta.name.removesuffix(".fa.gz") + AMBIGUOUS_BED_SUFFIX)
+
+
+def ambiguous_runs(seq: bytes, *, chunk: int = _SCAN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the maximal runs of non-ACGT bytes (N, IUPAC codes, either case),
+    0-based half-open, sorted.
+
+    Scanned `chunk` bases at a time so that a chromosome costs a few chunks of memory; a chunk
+    of only ACGT, the usual case, is recognised by `bytes.translate` at memory speed.
+    """
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    inside = 0  # whether the bases before this chunk end inside a run
+    for lo in range(0, len(seq), chunk):
+        part = seq[lo : lo + chunk]
+        if not part.translate(None, ACGT_BYTES):
+            if inside:
+                ends.append(np.array([lo], dtype=np.int64))
+                inside = 0
+            continue
+        flags = np.frombuffer(part.translate(_AMBIGUOUS_FLAG), dtype=np.int8)
+        step = np.diff(flags, prepend=np.int8(inside))  # +1 where a run starts, -1 where it ends
+        at = np.flatnonzero(step != 0)
+        kind = step[at]
+        starts.append(lo + at[kind > 0])
+        ends.append(lo + at[kind < 0])
+        inside = int(flags[-1])
+    if inside:
+        ends.append(np.array([len(seq)], dtype=np.int64))
+    empty = np.zeros(0, dtype=np.int64)
+    return (
+        np.concatenate(starts).astype(np.int64) if starts else empty,
+        np.concatenate(ends).astype(np.int64) if ends else empty,
+    )
+
+
+def _base_counts(seq: bytes, *, chunk: int = _SCAN_CHUNK) -> np.ndarray:
+    """Count of every byte value; by chunks because bincount widens its input to 8 bytes."""
+    counts = np.zeros(256, dtype=np.int64)
+    for lo in range(0, len(seq), chunk):
+        counts += np.bincount(np.frombuffer(seq[lo : lo + chunk], np.uint8), minlength=256)
+    return counts
+
+
+def _write_ambiguous_bed(
+    path: str, runs: list[tuple[str, np.ndarray, np.ndarray]], records: int, bases: int
+) -> None:
+    """The runs as gzip BED, with a header that lets a reader tell a stale file; gzip's
+    timestamp is left out so that the same genome gives the same bytes."""
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out,
+    ):
+        out.write((AMBIGUOUS_BED_HEADER.format(records, bases) + "\n").encode())
+        for record_id, starts, ends in runs:
+            for lo in range(0, len(starts), 100_000):  # bounded text per write
+                hi = lo + 100_000
+                pairs = zip(starts[lo:hi].tolist(), ends[lo:hi].tolist(), strict=True)
+                out.write("".join(f"{record_id}\t{s}\t{e}\n" for s, e in pairs).encode())
+
+
 def normalise_fasta(
     src: str | os.PathLike[str],
     dest: str | os.PathLike[str],
@@ -564,6 +642,7 @@ def normalise_fasta(
     line_width: int = 60,
     iupac: str = "keep",
     empty_records: str = "error",
+    ambiguous_bed: bool = True,
 ) -> FastaStats:
     """Rewrite ``src`` (FASTA or GenBank) as BGZF FASTA + .fai + .gzi, all or nothing.
 
@@ -572,6 +651,11 @@ def normalise_fasta(
     or 'upper'; `rna_to_dna`: U -> T; `iupac`: keep ambiguity codes (R, Y, ...) or 'mask'
     them to N (case kept), so that windowing's N threshold sees them; `empty_records`: 'error'
     or 'skip' (logged, listed in the stats).
+
+    `ambiguous_bed` also writes the runs of non-ACGT bases as `{genome}.ambiguous.bed.gz`
+    (ambiguous_bed_path): this pass reads every base anyway, and with that small table the
+    windows step needs only record lengths and runs, never the sequence. Without it, a BED
+    left from an earlier normalisation is removed, so that no stale one outlives its FASTA.
     """
     if soft_mask not in ("keep", "upper"):
         raise ValueError(f"soft_mask must be 'keep' or 'upper', got {soft_mask!r}")
@@ -585,10 +669,12 @@ def normalise_fasta(
     if not dest.name.endswith(".fa.gz"):
         raise ValueError(f"{dest}: destination must end in '.fa.gz' (BGZF-compressed FASTA)")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    bed = ambiguous_bed_path(dest)
     final = {
         "": dest,
         ".fai": dest.with_name(dest.name + ".fai"),
         ".gzi": dest.with_name(dest.name + ".gzi"),
+        AMBIGUOUS_BED_SUFFIX: bed,
     }
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp.fa.gz", dir=dest.parent)
@@ -597,6 +683,7 @@ def normalise_fasta(
     renamed: list[Path] = []
     stats = FastaStats()
     counts = np.zeros(256, dtype=np.int64)
+    runs: list[tuple[str, np.ndarray, np.ndarray]] = []
     try:
         with pysam.BGZFile(tmp_name, "wb") as out:
             for record_id, seq in _read_records(Path(src), empty_records, stats.skipped_records):
@@ -607,11 +694,23 @@ def normalise_fasta(
                 if iupac == "mask":
                     seq = seq.translate(_MASK_AMBIGUITY)
                 out.write(_format_record(record_id, seq, line_width))
-                counts += np.bincount(np.frombuffer(seq.encode("ascii"), np.uint8), minlength=256)
+                raw = seq.encode("ascii")
+                counts += _base_counts(raw)
+                if ambiguous_bed:
+                    starts, ends = ambiguous_runs(raw)
+                    if len(starts):
+                        runs.append((record_id, starts, ends))
                 stats.records += 1
                 stats.lengths[record_id] = len(seq)
         pysam.faidx(tmp_name)  # writes tmp.fai and tmp.gzi exactly as samtools would
-        for suffix in (".gzi", ".fai", ""):  # data file last: its existence means "complete"
+        order = [".gzi", ".fai"]
+        if ambiguous_bed:
+            bases = sum(stats.lengths.values())
+            _write_ambiguous_bed(temps[AMBIGUOUS_BED_SUFFIX], runs, stats.records, bases)
+            order.append(AMBIGUOUS_BED_SUFFIX)
+        else:
+            _remove_quietly(bed)
+        for suffix in [*order, ""]:  # data file last: its existence means "complete"
             os.replace(temps[suffix], final[suffix])
             renamed.append(final[suffix])
     except BaseException:

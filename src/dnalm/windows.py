@@ -8,8 +8,10 @@ window-level split would leak test sequence into training.
 
 from __future__ import annotations
 
+import gzip
+import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from dnalm.fasta import record_lengths
+from dnalm.fasta import ACGT_BYTES, ambiguous_bed_path, record_lengths
 
 SPLITS = ("train", "val", "test")
 WINDOW_COLUMNS = ["genome", "chrom", "start", "end", "strand", "label", "label_id", "group"]
 _ACGT = np.zeros(256, dtype=bool)
-_ACGT_BYTES = b"ACGTacgt"
+_ACGT_BYTES = ACGT_BYTES  # one definition with normalise_fasta's BED of non-ACGT runs
 _ACGT[np.frombuffer(_ACGT_BYTES, dtype=np.uint8)] = True
 _AMBIGUOUS = bytes((~_ACGT).astype(np.uint8))  # translate table: 1 for every non-ACGT byte
 # Bases of window starts read at once: memory is a small multiple of this, whatever the genome;
@@ -133,18 +135,174 @@ def record_window_starts(
     return np.concatenate(parts)
 
 
-def windows_for_genome(
-    path: str | Path, spec: WindowSpec, *, block_size: int = DEFAULT_BLOCK_SIZE
-) -> pd.DataFrame:
-    """Windows (chrom, start, end) over every record of a normalised genome, streamed by block."""
-    frames = []
-    with open_indexed(path) as reader:
-        for chrom, length in record_lengths(path).items():
-            starts = record_window_starts(reader, chrom, length, spec, block_size=block_size)
-            if len(starts):
-                frames.append(
-                    pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + spec.length})
+def runs_window_starts(
+    length: int, run_starts: np.ndarray, run_ends: np.ndarray, spec: WindowSpec
+) -> np.ndarray:
+    """`window_starts` of a record known only by its length and its runs of non-ACGT bases
+    (sorted, disjoint, 0-based half-open), without its sequence.
+
+    Only windows that overlap a run can fail the filter; their counts of ambiguous bases come
+    from prefix sums over the runs, found by binary search. So the work grows with the number
+    of windows and runs, never with the bases read.
+    """
+    if length < spec.length:
+        return np.zeros(0, dtype=np.int64)
+    total = (length - spec.length) // spec.stride + 1
+    grid = np.arange(total, dtype=np.int64) * spec.stride
+    if not len(run_starts):
+        return grid
+    run_starts = np.asarray(run_starts, dtype=np.int64)
+    run_ends = np.asarray(run_ends, dtype=np.int64)
+    # window k overlaps run [s, e) when s - length < k * stride < e
+    lo = np.maximum((run_starts - spec.length) // spec.stride + 1, 0)
+    hi = np.minimum((run_ends - 1) // spec.stride + 1, total)
+    # sorted disjoint runs give non-decreasing lo and hi: starting each range where the one
+    # before ended lists every overlapping window once
+    lo[1:] = np.maximum(lo[1:], hi[:-1])
+    size = np.maximum(hi - lo, 0)
+    if not size.any():
+        return grid
+    offsets = np.cumsum(size) - size
+    index = np.repeat(lo - offsets, size) + np.arange(int(size.sum()), dtype=np.int64)
+    first = index * spec.stride
+    covered = np.concatenate([[0], np.cumsum(run_ends - run_starts)])
+
+    def ambiguous_before(x: np.ndarray) -> np.ndarray:
+        """Non-ACGT bases in [0, x): the runs starting before x, less the part of the last
+        one that reaches past x."""
+        n = np.searchsorted(run_starts, x, side="left")
+        past = np.where(n > 0, np.maximum(run_ends[np.maximum(n - 1, 0)] - x, 0), 0)
+        return covered[n] - past
+
+    n_ambiguous = ambiguous_before(first + spec.length) - ambiguous_before(first)
+    n_frac = n_ambiguous / spec.length
+    keep = np.ones(total, dtype=bool)
+    keep[index[~(n_frac <= spec.max_n_fraction)]] = False  # the test _grid_starts makes
+    return grid[keep]
+
+
+_BED_HEADER = re.compile(r"records=(\d+) bases=(\d+)")
+
+
+def read_ambiguous_runs(
+    bed: str | Path, lengths: Mapping[str, int]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """record -> (starts, ends) of the non-ACGT runs in a genome's ambiguous BED, checked
+    against its record lengths (`.fai`).
+
+    A BED that does not fit its FASTA would silently let N-rich windows through, so a header
+    whose record count or total length disagrees with the index, a record the index lacks, or
+    a run out of bounds, unsorted or overlapping raises, naming the file and line.
+    """
+    bed = Path(bed)
+
+    def fail(message: str, line: int | None = None) -> ValueError:
+        where = f"{bed}, line {line}" if line else str(bed)
+        return ValueError(
+            f"{where}: {message}; the BED of non-ACGT runs does not match its genome: "
+            "normalise the genome again (or delete the BED to read the sequence instead)"
+        )
+
+    with gzip.open(bed, "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    header = 0
+    while header < len(lines) and lines[header].startswith(("#", "track", "browser")):
+        found = _BED_HEADER.search(lines[header])
+        if found:
+            records, bases = int(found[1]), int(found[2])
+            if (records, bases) != (len(lengths), sum(lengths.values())):
+                raise fail(
+                    f"written for {records:,} records and {bases:,} bases, but the index lists "
+                    f"{len(lengths):,} records and {sum(lengths.values()):,} bases",
+                    header + 1,
                 )
+        header += 1
+    fields = [line.split("\t") for line in lines[header:]]
+    for i, row in enumerate(fields):
+        if len(row) < 3:
+            raise fail(
+                f"expected 3 tab-separated columns (chrom start end), got {row!r}", header + i + 1
+            )
+    if not fields:
+        return {}
+    chroms = [row[0] for row in fields]
+    for i, row in enumerate(fields):
+        if not all(v.isascii() and v.isdigit() for v in row[1:3]):
+            raise fail(f"start and end must be integers, got {row[1:3]!r}", header + i + 1)
+    starts = np.array([int(row[1]) for row in fields], dtype=np.int64)
+    ends = np.array([int(row[2]) for row in fields], dtype=np.int64)
+    names = list(lengths)
+    code_of = {name: i for i, name in enumerate(names)}
+    unknown = next((i for i, c in enumerate(chroms) if c not in code_of), None)
+    if unknown is not None:
+        raise fail(f"record {chroms[unknown]!r} is not in the genome's index", header + unknown + 1)
+    codes = np.array([code_of[c] for c in chroms], dtype=np.int64)
+    limit = np.array([lengths[n] for n in names], dtype=np.int64)[codes]
+    bad = np.flatnonzero((starts < 0) | (ends <= starts) | (ends > limit))
+    if len(bad):
+        i = int(bad[0])
+        raise fail(
+            f"run {chroms[i]}:{starts[i]}-{ends[i]} is empty or outside the record "
+            f"(length {limit[i]:,})",
+            header + i + 1,
+        )
+    order = np.lexsort((starts, codes))
+    same = codes[order][1:] == codes[order][:-1]
+    clash = np.flatnonzero(same & (starts[order][1:] < ends[order][:-1]))
+    if len(clash):
+        i, j = int(order[clash[0] + 1]), int(order[clash[0]])
+        raise fail(
+            f"run {chroms[i]}:{starts[i]}-{ends[i]} overlaps run {chroms[j]}:{starts[j]}-"
+            f"{ends[j]} (line {header + j + 1})",
+            header + i + 1,
+        )
+    codes, starts, ends = codes[order], starts[order], ends[order]
+    bounds = np.searchsorted(codes, np.arange(len(names) + 1))
+    return {
+        names[c]: (starts[bounds[c] : bounds[c + 1]], ends[bounds[c] : bounds[c + 1]])
+        for c in np.unique(codes).tolist()
+    }
+
+
+def _genome_window_starts(
+    path: Path, spec: WindowSpec, block_size: int, use_bed: bool
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(record, window starts) of every record: from the BED when there is one, else read."""
+    lengths = record_lengths(path)
+    bed = ambiguous_bed_path(path) if use_bed else None
+    if bed is not None and bed.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: genome missing (its index and {bed.name} exist)")
+        runs = read_ambiguous_runs(bed, lengths)
+        none = (np.zeros(0, dtype=np.int64),) * 2
+        for chrom, length in lengths.items():
+            yield chrom, runs_window_starts(length, *runs.get(chrom, none), spec)
+        return
+    with open_indexed(path) as reader:
+        for chrom, length in lengths.items():
+            yield chrom, record_window_starts(reader, chrom, length, spec, block_size=block_size)
+
+
+def windows_for_genome(
+    path: str | Path,
+    spec: WindowSpec,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    use_bed: bool = True,
+) -> pd.DataFrame:
+    """Windows (chrom, start, end) over every record of a normalised genome.
+
+    With the BED of non-ACGT runs that normalise_fasta writes beside the FASTA
+    (`{genome}.ambiguous.bed.gz`), the windows come from the record lengths and those runs
+    alone, without reading a base: the genome is then read once, by the tokenize step. Without
+    that BED (or `use_bed=False`) every record is streamed block by block (`block_size`).
+    """
+    path = Path(path)
+    frames = [
+        pd.DataFrame({"chrom": chrom, "start": starts, "end": starts + spec.length})
+        for chrom, starts in _genome_window_starts(path, spec, block_size, use_bed)
+        if len(starts)
+    ]
     if not frames:
         return pd.DataFrame({"chrom": pd.Series(dtype=str), "start": [], "end": []}).astype(
             {"start": np.int64, "end": np.int64}

@@ -1,6 +1,7 @@
-# acquire: every genome of the sheet -> bgzip FASTA + .fai/.gzi, checksum verified. Download
-# sources (URL, ncbi:, assembly:, refseq:, ucsc:) are fetched by the job itself, into the
-# acquire.download_dir cache, never at parse time; GenomicBenchmarks datasets likewise.
+# acquire: every genome of the sheet -> bgzip FASTA + .fai/.gzi, checksum verified, and the BED of
+# its runs of non-ACGT bases (found while normalising; windowing reads it instead of the genome).
+# Download sources (URL, ncbi:, assembly:, refseq:, ucsc:) are fetched by the job itself, into
+# the acquire.download_dir cache, never at parse time; GenomicBenchmarks datasets likewise.
 
 
 rule acquire_genome:
@@ -10,6 +11,7 @@ rule acquire_genome:
         fasta="resources/genomes/{genome}.fa.gz",
         fai="resources/genomes/{genome}.fa.gz.fai",
         gzi="resources/genomes/{genome}.fa.gz.gzi",
+        ambiguous="resources/genomes/{genome}.ambiguous.bed.gz",
         stats="resources/genomes/{genome}.stats.json",
     log:
         "logs/acquire_genome/{genome}.log",

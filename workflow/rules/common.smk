@@ -261,6 +261,12 @@ def genome_fasta(genome):
     return f"resources/genomes/{genome}.fa.gz"
 
 
+def genome_ambiguous_bed(genome):
+    """The genome's runs of non-ACGT bases (acquire_genome writes them while normalising):
+    the windows steps cut windows from them and the .fai, never reading the sequence."""
+    return f"resources/genomes/{genome}.ambiguous.bed.gz"
+
+
 def local_source(wildcards):
     row = GENOMES.loc[wildcards.genome]
     return [row["source"]] if row["kind"] == "local" else []
@@ -317,7 +323,11 @@ def benchmark_coordinates(wildcards):
 
 def task_genome_files(wildcards):
     names = task_genomes(wildcards.task)
-    return [genome_fasta(g) for g in names] + [genome_fasta(g) + ".fai" for g in names]
+    return (
+        [genome_fasta(g) for g in names]
+        + [genome_fasta(g) + ".fai" for g in names]
+        + [genome_ambiguous_bed(g) for g in names]
+    )
 
 
 def pretrain_genomes():

@@ -97,6 +97,7 @@ rule labelled_windows:
 rule pretrain_windows:
     input:
         genomes=lambda wc: [genome_fasta(g) for g in pretrain_genomes()],
+        ambiguous=lambda wc: [genome_ambiguous_bed(g) for g in pretrain_genomes()],
         splits=expand("results/splits/{task}.tsv", task=GENOME_TASKS),
     output:
         train="results/windows/pretrain/train.parquet",

@@ -1,10 +1,12 @@
-"""acquire_genome: fetch (when a download) and normalise one genome to bgzip FASTA + .fai/.gzi."""
+"""acquire_genome: fetch (when a download) and normalise one genome to bgzip FASTA + .fai/.gzi,
+with the BED of its runs of non-ACGT bases, which the windows steps read instead of the genome."""
 
+import gzip
 import json
 import tempfile
 from pathlib import Path
 
-from dnalm.fasta import normalise_fasta, verify_checksum
+from dnalm.fasta import ambiguous_bed_path, normalise_fasta, verify_checksum
 from dnalm.runtime import job_log
 from dnalm.simulate import parse_simulated_source, simulate_genome, write_fasta
 from dnalm.sources import AcquireSettings, fetch_source, parse_source
@@ -13,6 +15,11 @@ with job_log(snakemake.log[0]) as log:
     source = parse_source(snakemake.params.source, f"genome {snakemake.wildcards.genome!r}")
     checksum = snakemake.params.checksum or None
     out = Path(snakemake.output.fasta)
+    if ambiguous_bed_path(out) != Path(snakemake.output.ambiguous):
+        raise ValueError(
+            f"output ambiguous={snakemake.output.ambiguous!r}: normalise_fasta writes the runs "
+            f"of {out} to {ambiguous_bed_path(out)}; name the rule's output so"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".acquire-") as tmp:
         if source.kind == "simulated":
@@ -29,7 +36,7 @@ with job_log(snakemake.log[0]) as log:
             if checksum:
                 verify_checksum(raw, checksum)
                 log.info("checksum verified: %s", checksum)
-        stats = normalise_fasta(raw, out, **snakemake.params.normalise)
+        stats = normalise_fasta(raw, out, ambiguous_bed=True, **snakemake.params.normalise)
     Path(snakemake.output.stats).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
     log.info(
         "%s: %d records, %d bases, GC %.3f, N %.4f",
@@ -39,3 +46,6 @@ with job_log(snakemake.log[0]) as log:
         stats.gc_fraction,
         stats.n_fraction,
     )
+    with gzip.open(snakemake.output.ambiguous, "rt") as fh:
+        runs = sum(1 for line in fh if not line.startswith("#"))
+    log.info("%s: %d runs of non-ACGT bases", snakemake.output.ambiguous, runs)
