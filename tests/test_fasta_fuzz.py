@@ -155,6 +155,7 @@ def _check_located(err: FastaFormatError, path: Path) -> None:
 @example(blob=b">a\x00b\nAC\n", compress="plain", cut=0, empty_records="error")  # .fai said 'a'
 @example(blob=b">\xff\xfeq\nAC\n>\xff\xfdq\nAC\n", compress="plain", cut=0, empty_records="error")
 @example(blob=b">a\nAC\n", compress="gzip", cut=5, empty_records="error")  # cut gzip
+@example(blob=b" LOCUS       X 4 bp DNA\n", compress="plain", cut=0, empty_records="error")
 def test_arbitrary_bytes_fail_only_with_a_located_error(blob, compress, cut, empty_records):
     raw = _encode(blob, compress)
     if cut and compress != "plain":

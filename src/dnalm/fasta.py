@@ -195,13 +195,43 @@ def sequence_format(path: str | os.PathLike[str]) -> str:
         head = fh.read(1 << 16)
         if head.startswith(_UTF8_BOM):
             head = head[len(_UTF8_BOM) :]
-        first = head.lstrip()
+        first = head.lstrip(b"\r\n")  # blank lines only: " LOCUS" is not a GenBank start
     if first.startswith(b">"):
         return "fasta"
     if first.startswith(b"LOCUS"):
         return "genbank"
     name = path.name.lower().removesuffix(".gz")
     return "genbank" if name.endswith(_GENBANK_SUFFIXES) else "fasta"
+
+
+def preamble_error(path: str | Path, line_no: int) -> FastaFormatError:
+    """Text before the first header: shared by every FASTA reader here."""
+    return FastaFormatError(
+        path,
+        "text before the first '>' header; a FASTA file must start with a "
+        "'>record_id' line (is this really FASTA?)",
+        line=line_no,
+    )
+
+
+def gzip_error(
+    path: str | Path, exc: Exception, record: str | None, line: int | None
+) -> FastaFormatError:
+    """A truncated or corrupt gzip stream, located at the record and line it stopped in."""
+    return FastaFormatError(
+        path,
+        f"truncated or corrupt gzip data ({exc}); download or compress the file again",
+        record=record,
+        line=line,
+    )
+
+
+def no_records_error(path: str | Path) -> FastaFormatError:
+    return FastaFormatError(
+        path,
+        "no FASTA records (the file is empty or has no '>' header); "
+        "check the path and that the download completed",
+    )
 
 
 def _iter_lines(fh: BinaryIO) -> Iterator[bytes]:
@@ -377,27 +407,13 @@ def _read_records(path: Path, empty_records: str, skipped: list[str]) -> Iterato
                 line = raw.rstrip()  # CRLF and trailing blanks
                 if record is None:
                     if line.strip():
-                        raise FastaFormatError(
-                            path,
-                            "text before the first '>' header; a FASTA file must start with a "
-                            "'>record_id' line (is this really FASTA?)",
-                            line=line_no,
-                        )
+                        raise preamble_error(path, line_no)
                     continue
                 lines.append(line)
         except _GZIP_ERRORS as exc:
-            raise FastaFormatError(
-                path,
-                f"truncated or corrupt gzip data ({exc}); download or compress the file again",
-                record=record,
-                line=line_no + 1 if line_no else None,
-            ) from exc
+            raise gzip_error(path, exc, record, line_no + 1 if line_no else None) from exc
     if record is None:
-        raise FastaFormatError(
-            path,
-            "no FASTA records (the file is empty or has no '>' header); "
-            "check the path and that the download completed",
-        )
+        raise no_records_error(path)
     yield from finish()
     if not yielded:
         raise FastaFormatError(path, "every record is empty; there is no sequence to use")
