@@ -1,4 +1,3 @@
-import json
 import math
 
 import numpy as np
@@ -7,12 +6,21 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from dnalm.cli import main as cli_main
 from dnalm.models import model_config
-from dnalm.predict import load_classifier, predict_fasta, record_windows
 from dnalm.shards import TokenShard, write_meta, write_shard
-from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
-from dnalm.training import TrainConfig, finetune_classifier, learning_rate, pretrain_lm
+from dnalm.tokenization import char_tokenizer, encode_bytes, kmer_tokenizer, lookup_table
+from dnalm.training import (
+    TrainConfig,
+    class_weights,
+    complement_ids,
+    finetune_classifier,
+    learning_rate,
+    make_optimizer,
+    pretrain_lm,
+    resolve_steps,
+    reverse_complement_rows,
+    train_length,
+)
 
 
 def test_learning_rate_schedule():
@@ -89,104 +97,101 @@ def test_pretraining_lowers_the_loss_and_finetuning_selects_on_val(tmp_path, arc
     assert result["val"]["accuracy"] > 0.8
 
 
-def test_predict_fasta_and_cli(tmp_path, capsys):
-    tok = char_tokenizer()
+def _lm_shard(path, n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    seqs = ["".join(rng.choice(list("ACGT"), int(rng.integers(20, 41)))) for _ in range(n)]
+    return _shard(path, seqs, [-1] * n)
+
+
+def _micro_lm(arch="hyena"):
     torch.manual_seed(0)
-    cfg = model_config("hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=128)
-    cfg.update({"id2label": {0: "host", 1: "virus"}, "label2id": {"host": 0, "virus": 1}})
-    model = AutoModelForSequenceClassification.from_config(cfg)
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
-    (model_dir / "dnalm_training.json").write_text(json.dumps({"window_length": 100}))
-    fasta = tmp_path / "contigs.fa"
-    rng = np.random.default_rng(1)
-    fasta.write_text(">long\n" + "".join(rng.choice(list("ACGT"), 250)) + "\n>short\nACGTAC\n")
+    cfg = model_config(arch, "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
+    return AutoModelForCausalLM.from_config(cfg)
 
-    model, tokenizer = load_classifier(model_dir, torch.device("cpu"))
-    out, win = tmp_path / "records.tsv", tmp_path / "windows.tsv"
-    assert predict_fasta(model, tokenizer, fasta, out, window=100, stride=100, out_windows=win) == 2
-    records = pd.read_csv(out, sep="\t")
-    windows = pd.read_csv(win, sep="\t")
-    assert records["record"].tolist() == ["long", "short"]
-    assert records["windows"].tolist() == [3, 1]
-    assert windows[["start", "end"]].values.tolist() == [[0, 100], [100, 200], [150, 250], [0, 6]]
-    long = windows[windows["record"] == "long"]
-    assert records.loc[0, "prob_virus"] == pytest.approx(long["prob_virus"].mean(), abs=1e-5)
-    assert records.loc[0, "max_virus"] == pytest.approx(long["prob_virus"].max(), abs=1e-5)
-    weighted = np.average(long["prob_virus"], weights=[100, 100, 50])
-    assert records.loc[0, "weighted_virus"] == pytest.approx(weighted, abs=1e-5)
 
-    cli_out = tmp_path / "cli.tsv"
-    assert (
-        cli_main(
-            [
-                "predict",
-                "--model",
-                str(model_dir),
-                "--fasta",
-                str(fasta),
-                "--out",
-                str(cli_out),
-                "--quiet",
-            ]
+def test_gradient_accumulation_equals_the_large_batch(tmp_path):
+    """4 rows x 2 passes and 8 rows x 1 pass draw the same rows and take the same steps."""
+    lm = _lm_shard(tmp_path / "lm")
+    runs = {}
+    for accum in (1, 2):
+        model = _micro_lm()
+        cfg = TrainConfig(
+            steps=4, batch_size=8 // accum, grad_accum_steps=accum, lr=3e-3, eval_every=2
         )
-        == 0
+        runs[accum] = (
+            pretrain_lm(
+                model, lm, lm, cfg, pad_id=4, device=torch.device("cpu"), curve_path=tmp_path / "c"
+            ),
+            model.state_dict(),
+        )
+    assert runs[1][0]["tokens"] == runs[2][0]["tokens"]
+    assert runs[2][0]["val_loss"] == pytest.approx(runs[1][0]["val_loss"], abs=1e-5)
+    for k, v in runs[1][1].items():
+        torch.testing.assert_close(runs[2][1][k], v, atol=5e-5, rtol=0, msg=k)
+
+
+def test_weight_decay_skips_norms_biases_and_hyena_filters():
+    model = _micro_lm("hyena")
+    opt = make_optimizer(model, TrainConfig(steps=1, batch_size=1, lr=1e-3, weight_decay=0.1))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, plain = ({names[id(p)] for p in g["params"]} for g in opt.param_groups)
+    assert opt.param_groups[1]["weight_decay"] == 0.0
+    assert any("filter_fn.implicit_filter.2.weight" in n for n in plain)
+    assert not any("filter_fn" in n or "norm" in n or n.endswith("bias") for n in decay)
+    assert any("mlp.fc1.weight" in n for n in decay)
+
+
+def test_token_budget_and_sequence_length_warmup(tmp_path):
+    cfg = TrainConfig(batch_size=4, grad_accum_steps=2, lr=1e-3, tokens=1000)
+    assert resolve_steps(cfg, 30.0).steps == math.ceil(1000 / (8 * 30))
+    with pytest.raises(ValueError, match="not both"):
+        resolve_steps(TrainConfig(batch_size=4, lr=1e-3, tokens=10, steps=5), 30.0)
+    warm = TrainConfig(steps=40, batch_size=4, lr=1e-3, seq_len_warmup={"start": 8, "stages": 2})
+    assert [train_length(s, warm, 40) for s in (0, 9, 10, 19, 20, 39)] == [8, 8, 16, 16, 40, 40]
+    lm = _lm_shard(tmp_path / "lm")
+    summary = pretrain_lm(
+        _micro_lm("gpt"),
+        lm,
+        lm,
+        TrainConfig(batch_size=4, lr=1e-3, tokens=600, seq_len_warmup={"start": 8, "stages": 1}),
+        pad_id=4,
+        device=torch.device("cpu"),
+        curve_path=tmp_path / "c.tsv",
     )
-    assert pd.read_csv(cli_out, sep="\t").equals(records)
+    assert summary["steps"] == math.ceil(600 / (4 * float(np.mean(lm.lengths))))
+    assert summary["tokens"] < 600  # the warm-up stage trained on 8-token crops
 
 
-def test_predict_rejects_bad_input_and_leaves_nothing(tmp_path, capsys):
+def test_reverse_complement_on_ids():
     tok = char_tokenizer()
-    cfg = model_config("hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=128)
-    model_dir = tmp_path / "model"
-    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(model_dir)
-    bad = tmp_path / "bad.fa"
-    bad.write_text(">a\nACGT\n>b\nACXT\n")
-    out = tmp_path / "out.tsv"
-    # no tokenizer beside the model
-    assert (
-        cli_main(
-            [
-                "predict",
-                "--model",
-                str(model_dir),
-                "--fasta",
-                str(bad),
-                "--out",
-                str(out),
-                "--window",
-                "50",
-            ]
-        )
-        == 2
-    )
-    assert "no tokenizer.json" in capsys.readouterr().err
-    tok.save_pretrained(model_dir)
-    assert (
-        cli_main(
-            [
-                "predict",
-                "--model",
-                str(model_dir),
-                "--fasta",
-                str(bad),
-                "--out",
-                str(out),
-                "--window",
-                "50",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
-    err = capsys.readouterr().err
-    assert "record 'b'" in err and "position 3" in err
-    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+    comp = complement_ids(tok)
+    table = lookup_table(tok)
+    ids = np.array([encode_bytes("AACGN", table), encode_bytes("ACGT", table).tolist() + [4]])
+    mask = (ids != 4).astype(np.int64)
+    reverse_complement_rows(ids, mask, np.array([True, True]), comp)
+    assert ids[0].tolist() == encode_bytes("NCGTT", table).tolist()
+    assert ids[1].tolist() == encode_bytes("ACGT", table).tolist() + [4]  # palindrome, pad kept
+    with pytest.raises(ValueError, match="rc_augment works on character tokens"):
+        complement_ids(kmer_tokenizer(3))
 
 
-def test_record_windows():
-    assert record_windows(10, 100, 50) == [(0, 10)]
-    assert record_windows(100, 100, 50) == [(0, 100)]
-    assert record_windows(230, 100, 100) == [(0, 100), (100, 200), (130, 230)]
-    assert record_windows(200, 100, 50) == [(0, 100), (50, 150), (100, 200)]
+def test_class_weights_and_early_stopping(tmp_path):
+    assert class_weights(np.array([0, 0, 0, 1]), 2, "balanced").tolist() == [4 / 6, 2.0]
+    assert class_weights(np.array([0, 1]), 2, "none").tolist() == [1.0, 1.0]
+    rng = np.random.default_rng(0)
+    seqs, labels = _gc_task(rng, 48)
+    tr, va = (
+        _shard(tmp_path / "tr", seqs[:32], labels[:32]),
+        _shard(tmp_path / "va", seqs[32:], labels[32:]),
+    )
+    torch.manual_seed(0)
+    clf = AutoModelForSequenceClassification.from_config(
+        model_config("gpt", "micro", vocab_size=12, pad_token_id=4, max_seq_len=128)
+    )
+    # lr 0: validation never improves after the first pass, so patience 2 stops at step 6
+    cfg = TrainConfig(steps=40, batch_size=8, lr=1e-30, eval_every=2, patience=2)
+    result = finetune_classifier(
+        clf, tr, va, cfg, pad_id=4, device=torch.device("cpu"), curve_path=tmp_path / "ft.tsv"
+    )
+    assert (result["best_step"], result["last_step"], result["early_stopped"]) == (2, 6, True)
+    assert pd.read_csv(tmp_path / "ft.tsv", sep="\t")["step"].tolist() == [2, 4, 6]

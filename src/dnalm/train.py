@@ -16,6 +16,9 @@ Job parameters (every path relative to the working directory):
   (tokenizer directory), `shards` (split -> token shard prefix), `outputs`, `log` (log file or
   null), `threads` (threads of the whole job), `nproc` (processes, default 1) and `backend`
   (null = nccl on CUDA, gloo on the CPU).
+- both stages, optional: `checkpoint` (a directory outside the outputs: the resumable state
+  is saved there every `train.checkpoint_every` steps, resumed when its recorded settings match,
+  and deleted once the outputs are written).
 - pretrain: `shards` train and val; `outputs` dir (save_pretrained directory), curve, summary.
 - finetune: `shards` train, val and test; `init` (pretrained or scratch), `pretrained` (model
   directory, for init pretrained), `seed`, `task`, `test_windows` (parquet); `outputs` metrics,
@@ -156,13 +159,15 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     from dnalm.models import compile_model, config_for, count_parameters
     from dnalm.shards import TokenShard
     from dnalm.tokenization import load_tokenizer
-    from dnalm.training import TrainConfig, pretrain_lm
+    from dnalm.training import TrainConfig, complement_ids, pretrain_lm
 
     spec, outputs = params["model"], params["outputs"]
     tokenizer = load_tokenizer(params["tokenizer"])
     train = TokenShard.open(params["shards"]["train"])
     val = TokenShard.open(params["shards"]["val"])
     cfg = TrainConfig(**params["train"])
+    complement = complement_ids(tokenizer) if cfg.rc_augment > 0 else None
+    checkpoint = _checkpoint(params, cfg, log)
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_config(config_for(spec, tokenizer))
     n_params = count_parameters(model)
@@ -189,6 +194,8 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         device=device,
         curve_path=outputs["curve"],
         log=log,
+        checkpoint=checkpoint,
+        complement=complement,
     )
     if not distributed.is_main():
         return
@@ -206,6 +213,8 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         val_windows=len(val),
     )
     _write_json(outputs["summary"], summary)
+    if checkpoint:
+        checkpoint.remove()
     log.info(
         "done: val loss %.4f (%.3f bits/base), %.0f tokens/s",
         summary["val_loss"],
@@ -227,7 +236,7 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     from dnalm.predict import write_training_info
     from dnalm.shards import TokenShard
     from dnalm.tokenization import load_tokenizer
-    from dnalm.training import TrainConfig, finetune_classifier, predict_proba
+    from dnalm.training import TrainConfig, complement_ids, finetune_classifier, predict_proba
 
     spec, init, outputs = params["model"], params["init"], params["outputs"]
     seed = int(params["seed"])
@@ -242,6 +251,8 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     train_opts = dict(params["train"])
     select_on = train_opts.pop("select_on")
     cfg = TrainConfig(**train_opts, seed=seed)
+    complement = complement_ids(tokenizer) if cfg.rc_augment > 0 else None
+    checkpoint = _checkpoint(params, cfg, log, init=init, task=params["task"], select_on=select_on)
 
     torch.manual_seed(seed)  # the same head initialisation for both inits of one seed
     if init == "pretrained":
@@ -278,6 +289,8 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         curve_path=outputs["curve"],
         select_on=select_on,
         log=log,
+        checkpoint=checkpoint,
+        complement=complement,
     )
     probs = predict_proba(model, shards["test"], cfg.batch_size, tokenizer.pad_token_id, device)
     if not distributed.is_main():
@@ -312,6 +325,10 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         "test": test,
         "val": result["val"],
         "best_step": result["best_step"],
+        "last_step": result["last_step"],
+        "early_stopped": result["early_stopped"],
+        "class_weights": result["class_weights"],
+        "resumed_from_step": result["resumed_from_step"],
         "selected_on": select_on,
         "seconds": result["seconds"],
         "device": str(device),
@@ -321,9 +338,32 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         "window_length": window_length,
     }
     _write_json(outputs["metrics"], metrics)
+    if checkpoint:
+        checkpoint.remove()
 
 
 JOBS: dict[str, Callable[..., None]] = {"pretrain": pretrain_job, "finetune": finetune_job}
+
+
+def _checkpoint(params: dict[str, Any], cfg, log: logging.Logger, **extra: Any):
+    """The job's resumable state, when it names a `checkpoint` directory (else None).
+
+    Its fingerprint is the training settings plus everything else the result depends on: the
+    model, tokenizer and shards (paths and sizes), so a changed input never resumes old state.
+    """
+    if not params.get("checkpoint"):
+        return None
+    from dnalm.training import Checkpoint, fingerprint
+
+    shards = {}
+    for split, prefix in params["shards"].items():
+        files = sorted(Path(prefix).parent.glob(Path(prefix).name + ".*"))
+        shards[split] = {"prefix": str(prefix), "bytes": [f.stat().st_size for f in files]}
+    extra |= {"model": params["model"], "tokenizer": str(params["tokenizer"]), "shards": shards}
+    if params.get("pretrained"):
+        weights = Path(params["pretrained"]) / "model.safetensors"
+        extra["pretrained"] = {"path": str(weights), "mtime_ns": weights.stat().st_mtime_ns}
+    return Checkpoint(params["checkpoint"], fingerprint(cfg, **extra), log)
 
 
 def _processes(world: int) -> str:

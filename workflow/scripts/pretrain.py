@@ -22,6 +22,7 @@ run_job(
             "curve": snakemake.output.curve,
             "summary": snakemake.output.summary,
         },
+        "checkpoint": snakemake.params.checkpoint,
         "log": snakemake.log[0],
         "threads": snakemake.threads,
         "nproc": max(1, int(snakemake.resources.gpu)),

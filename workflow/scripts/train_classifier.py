@@ -34,6 +34,7 @@ run_job(
             "curve": snakemake.output.curve,
             "model": snakemake.output.model,
         },
+        "checkpoint": snakemake.params.checkpoint,
         "log": snakemake.log[0],
         "threads": snakemake.threads,
         "nproc": max(1, int(snakemake.resources.gpu)),

@@ -1,0 +1,217 @@
+"""Checkpoint and resume: a run killed with SIGKILL ends where an uninterrupted run ends.
+
+The batch order, the augmentation draws and the learning rate are functions of (seed, step), and
+a checkpoint holds the model, optimiser and RNG states, so resuming is exact on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from dnalm.models import model_config
+from dnalm.shards import TokenShard, write_meta, write_shard
+from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
+from dnalm.training import Checkpoint, TrainConfig, finetune_classifier, fingerprint, pretrain_lm
+
+CPU = torch.device("cpu")
+LM = {"steps": 60, "batch_size": 4, "grad_accum_steps": 2, "lr": 3e-3, "warmup_steps": 5}
+LM |= {"eval_every": 20, "log_every": 20, "eval_sequences": 8, "checkpoint_every": 10}
+LM |= {"rc_augment": 0.5, "seq_len_warmup": {"start": 16, "stages": 2}, "seed": 4}
+
+
+def _shards(directory: Path) -> dict[str, Path]:
+    """LM shards of varying lengths and a labelled pair; every sequence is random ACGT."""
+    table = lookup_table(char_tokenizer())
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, n in {"lm_train": 40, "lm_val": 8, "clf_train": 24, "clf_val": 8}.items():
+        records = []
+        for i in range(n):
+            y = i % 2
+            p = [0.15, 0.35, 0.35, 0.15] if y else [0.35, 0.15, 0.15, 0.35]
+            length = int(rng.integers(24, 49)) if name.startswith("lm") else 32
+            seq = "".join(rng.choice(list("ACGT"), length, p=p))
+            records.append((encode_bytes(seq, table), y if name.startswith("clf") else -1))
+        write_shard(directory / name, records, np.dtype(np.uint8))
+        write_meta(directory / name, {"dtype": "uint8", "labels": ["a", "b"], "window_length": 48})
+        out[name] = directory / name
+    return out
+
+
+def _job(data: Path, out: Path, train: dict) -> Path:
+    tok = data / "tokenizer"
+    if not tok.exists():
+        char_tokenizer().save_pretrained(tok)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {
+        "model": {"name": "hyena-micro", "arch": "hyena", "size": "micro", "max_seq_len": 64},
+        "train": train,
+        "device": "cpu",
+        "tokenizer": str(tok),
+        "shards": {"train": str(data / "lm_train"), "val": str(data / "lm_val")},
+        "outputs": {
+            "dir": str(out / "model"),
+            "curve": str(out / "curve.tsv"),
+            "summary": str(out / "summary.json"),
+        },
+        "log": str(out / "job.log"),
+        "threads": 1,
+        "checkpoint": str(out / "checkpoints"),
+    }
+    path = out / "params.json"
+    path.write_text(json.dumps(params))
+    return path
+
+
+def _cmd(params: Path) -> list[str]:
+    return [sys.executable, "-m", "dnalm.train", "pretrain", "--params", str(params)]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _run(params: Path) -> None:
+    proc = subprocess.run(_cmd(params), env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_kill_9_then_rerun_ends_where_an_uninterrupted_run_ends(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _shards(data)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    _run(_job(data, ref, LM))
+    assert not (ref / "checkpoints" / "checkpoint.pt").exists(), "kept after the outputs"
+
+    params = _job(data, killed, LM)
+    ckpt = killed / "checkpoints" / "checkpoint.pt"
+    proc = subprocess.Popen(_cmd(params), env=_env(), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not ckpt.exists():
+        assert proc.poll() is None, "the job ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "summary.json").exists(), "the job finished before it was killed"
+    saved = json.loads(torch.load(ckpt, weights_only=True)["meta"])["step"]
+    assert 0 < saved < LM["steps"]
+
+    _run(params)  # the rerun, as the next `snakemake` call would start it
+    log = (killed / "job.log").read_text()
+    assert f"resuming from checkpoint {ckpt} at step {saved}" in log
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["resumed_from_step"] == saved
+    assert not ckpt.exists(), "the checkpoint outlived the outputs"
+
+    a = load_file(ref / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)
+    curves = [pd.read_csv(d / "curve.tsv", sep="\t").drop(columns="seconds") for d in (ref, killed)]
+    pd.testing.assert_frame_equal(curves[1], curves[0])
+    expected = json.loads((ref / "summary.json").read_text())
+    assert summary["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-6)
+    assert summary["tokens"] == expected["tokens"]
+
+
+def _lm(seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = model_config("gpt", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
+    return AutoModelForCausalLM.from_config(cfg)
+
+
+def test_resume_in_process_and_a_changed_setting_starts_afresh(tmp_path, caplog):
+    shards = {k: TokenShard.open(v) for k, v in _shards(tmp_path).items()}
+    cfg = TrainConfig(**{**LM, "steps": 6, "checkpoint_every": 2, "eval_every": 2, "log_every": 2})
+    ckpt_dir = tmp_path / "ckpt"
+
+    def run(cfg, name, ckpt=True):
+        model = _lm()
+        check = Checkpoint(ckpt_dir, fingerprint(cfg, model="gpt")) if ckpt else None
+        summary = pretrain_lm(
+            model,
+            shards["lm_train"],
+            shards["lm_val"],
+            cfg,
+            pad_id=4,
+            device=CPU,
+            curve_path=tmp_path / f"{name}.tsv",
+            checkpoint=check,
+            complement=np.array([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11]),
+        )
+        return model, summary
+
+    full, first = run(cfg, "full")  # leaves its step-4 checkpoint (the job deletes it)
+    assert first["resumed_from_step"] == 0
+    resumed, second = run(cfg, "resumed")
+    assert second["resumed_from_step"] == 4
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, atol=0, rtol=0, msg=k)
+    curves = [
+        pd.read_csv(tmp_path / f"{n}.tsv", sep="\t").drop(columns="seconds")
+        for n in ("full", "resumed")
+    ]
+    pd.testing.assert_frame_equal(curves[1], curves[0])
+    assert second["tokens"] == first["tokens"]
+
+    caplog.set_level("INFO", logger="dnalm")
+    _, third = run(TrainConfig(**{**cfg.as_dict(), "lr": 1e-3}), "other")
+    assert third["resumed_from_step"] == 0
+    assert "other training parameters: ignoring it" in caplog.text
+    # reporting settings are not part of the fingerprint
+    _, fourth = run(TrainConfig(**{**cfg.as_dict(), "lr": 1e-3, "log_every": 3}), "other")
+    assert fourth["resumed_from_step"] == 4
+
+
+def test_finetune_resume_keeps_the_selection(tmp_path):
+    shards = {k: TokenShard.open(v) for k, v in _shards(tmp_path).items()}
+    cfg = TrainConfig(steps=6, batch_size=4, lr=2e-3, eval_every=2, checkpoint_every=2, seed=1)
+    cfg.class_weight = "balanced"
+
+    def run(name):
+        torch.manual_seed(0)
+        clf = AutoModelForSequenceClassification.from_config(
+            model_config("hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
+        )
+        result = finetune_classifier(
+            clf,
+            shards["clf_train"],
+            shards["clf_val"],
+            cfg,
+            pad_id=4,
+            device=CPU,
+            curve_path=tmp_path / f"{name}.tsv",
+            checkpoint=Checkpoint(tmp_path / "ck", fingerprint(cfg)),
+        )
+        return clf, result
+
+    full, a = run("full")
+    resumed, b = run("resumed")
+    assert (a["resumed_from_step"], b["resumed_from_step"]) == (0, 4)
+    assert a["best_step"] == b["best_step"] and a["val"] == pytest.approx(b["val"], abs=1e-7)
+    for k, v in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, atol=0, rtol=0, msg=k)
+
+
+def test_unreadable_checkpoint_is_ignored(tmp_path, caplog):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    caplog.set_level("INFO", logger="dnalm")
+    assert Checkpoint(tmp_path, {"a": 1}).load() is None
+    assert "unreadable" in caplog.text
