@@ -27,6 +27,7 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
         out_windows=args.windows_out,
+        out_bed=args.bed_out,
         progress=not args.quiet,
     )
     print(f"{n} records classified -> {args.out}", file=sys.stderr)
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fasta", required=True, help="FASTA to classify (plain, gzip or bgzip)")
     p.add_argument("--out", required=True, help="per-record TSV to write")
     p.add_argument("--windows-out", help="also write per-window probabilities to this TSV")
+    p.add_argument(
+        "--bed-out",
+        help="also write the windows as BED6 (name = predicted class, "
+        "score = positive-class probability x 1000)",
+    )
     p.add_argument(
         "--window", type=int, help="window length (default: the model's training windows)"
     )

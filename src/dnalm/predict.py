@@ -1,32 +1,61 @@
 """Classify any FASTA with a fine-tuned model: per-window and per-record class probabilities.
 
-Records are streamed and cut into windows of the model's training length (the last window is
-moved back to end at the record's end; records shorter than a window are one padded window), so
-memory stays bounded by one record and one batch. Windows are measured in bases and encoded
-by the model's own tokenizer (any kind, through `encoder_for`), then right-padded with [PAD] to
-the longest window of the batch in tokens. Per record:
-- `prob_<label>`: mean over windows of each class probability (the call: `predicted`);
-- `max_<positive>`: the highest window probability of the positive class (id 1), which flags a
-  short viral island in a long host contig;
-- `weighted_<positive>`: the mean weighted by the bases each window adds to the record's coverage
-  (a tail window that overlaps its neighbour counts only for its new bases), so every base of the
-  record counts once.
+The FASTA (plain, gzip or bgzip; GenBank too) is streamed: a record is read in ~1 MiB chunks,
+checked as strictly as `dnalm.fasta.read_fasta` (errors name file, record, line, column and base
+position), and cut into windows of the model's training length as the chunks arrive, so at most
+one window plus one chunk of a record is held, however long it is. Windows of consecutive records
+share batches. The last window of a record is moved back to end at the record's end; a record
+shorter than a window is one shorter window. Windows are measured in bases and encoded by the
+model's own tokenizer (any kind, through `encoder_for`), then right-padded with [PAD] to the
+longest window of the batch in tokens. Rows are appended to temporary files as each record
+finishes and moved into place at the end, so a failed run leaves no output.
+
+Per record, with p_w the probability of window w and P = the positive class (label id 1):
+- `prob_<label>` = mean over windows of p_w(label); `predicted` is its argmax;
+- `max_<P>` = max over windows of p_w(P): flags a short viral island in a long host contig;
+- `weighted_<P>` = sum_w b_w p_w(P) / sum_w b_w, where b_w is the number of bases window w adds
+  to the record's coverage (all of them for non-overlapping windows; only the new tail bases of
+  the end window, or with stride < window), so every base of the record counts exactly once and
+  the score is a per-base (length-weighted) average. With stride >= window and a record that is a
+  multiple of the window it equals the mean.
+Aggregation keeps running sums only; the one per-record state kept for the whole file is an
+8-byte hash of each record id, to reject duplicate ids.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dnalm.fasta import read_fasta
-from dnalm.tokenization import encoder_for
+from dnalm.fasta import (
+    _GZIP_ERRORS,
+    _VALID_BYTE,
+    FastaFormatError,
+    _invalid_character,
+    _iter_lines,
+    _open_binary,
+    _record_id,
+    gzip_error,
+    no_records_error,
+    preamble_error,
+    read_fasta,
+    sequence_format,
+)
+from dnalm.tokenization import SPEC_KEY, encoder_for, tokenizer_spec
 from dnalm.training import autocast
+
+TRAINING_INFO = "dnalm_training.json"
+_CHUNK_BASES = 1 << 18  # bases validated and windowed per step of a long record
 
 
 def record_windows(length: int, window: int, stride: int) -> list[tuple[int, int]]:
@@ -39,23 +68,59 @@ def record_windows(length: int, window: int, stride: int) -> list[tuple[int, int
     return [(s, s + window) for s in starts]
 
 
-TRAINING_INFO = "dnalm_training.json"
+def _vocab_digest(tokenizer) -> str:
+    """A short fingerprint of the token -> id map: equal sizes do not make equal vocabularies."""
+    items = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
 
 
-def write_training_info(model_dir: str | Path, *, window_length: int, labels: list[str]) -> None:
-    """Record beside a fine-tuned model what prediction needs to cut windows like training did."""
-    info = {"window_length": int(window_length), "labels": list(labels)}
-    (Path(model_dir) / TRAINING_INFO).write_text(json.dumps(info) + "\n")
+def write_training_info(
+    model_dir: str | Path, *, window_length: int, labels: list[str], tokenizer=None
+) -> None:
+    """Record beside a fine-tuned model what prediction needs: the training window, the labels
+    and the tokenizer it was trained with (kind, size, vocabulary fingerprint), so that a
+    tokenizer swapped in later is caught. Without `tokenizer`, the one saved in `model_dir`."""
+    model_dir = Path(model_dir)
+    info: dict = {"window_length": int(window_length), "labels": list(labels)}
+    if tokenizer is None and (model_dir / "tokenizer.json").exists():
+        from dnalm.tokenization import load_tokenizer
+
+        tokenizer = load_tokenizer(model_dir)
+    if tokenizer is not None:
+        info["tokenizer"] = {
+            "spec": tokenizer_spec(tokenizer),
+            "size": len(tokenizer),
+            "vocab_sha256_16": _vocab_digest(tokenizer),
+        }
+    tmp = model_dir / (TRAINING_INFO + ".tmp")
+    tmp.write_text(json.dumps(info) + "\n")
+    tmp.replace(model_dir / TRAINING_INFO)
+
+
+def training_info(model_dir: str | Path) -> dict:
+    """What the model directory records about its training ({} for older models)."""
+    path = Path(model_dir) / TRAINING_INFO
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def training_window(model_dir: str | Path) -> int | None:
     """The window length a model was fine-tuned on, if its directory records it."""
-    path = Path(model_dir) / TRAINING_INFO
-    return json.loads(path.read_text())["window_length"] if path.exists() else None
+    return training_info(model_dir).get("window_length")
+
+
+def model_max_tokens(model) -> int | None:
+    """The longest input (in tokens) the model accepts."""
+    cfg = model.config
+    return getattr(cfg, "max_seq_len", None) or getattr(cfg, "max_position_embeddings", None)
 
 
 def load_classifier(model_dir: str | Path, device: torch.device):
-    """Load a fine-tuned model and its tokenizer, checking that they belong together."""
+    """Load a fine-tuned model and its tokenizer, checking that they belong together.
+
+    A mismatched tokenizer gives fluent-looking nonsense rather than an error, so the size, the
+    pad id and (when the model directory records them) the kind and vocabulary it was trained
+    with are all compared before anything is predicted.
+    """
     from transformers import AutoModelForSequenceClassification
 
     import dnalm.models  # noqa: F401  (registers the architectures with the Auto classes)
@@ -70,27 +135,253 @@ def load_classifier(model_dir: str | Path, device: torch.device):
         )
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device).eval()
     tokenizer = load_tokenizer(model_dir)
+    where = f"{model_dir}: model and tokenizer do not belong together"
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(
-            f"tokenizer in {model_dir} has {len(tokenizer)} tokens but the model embeds only "
-            f"{model.config.vocab_size}: model and tokenizer do not belong together"
+            f"{where}: the tokenizer has {len(tokenizer)} tokens but the model embeds only "
+            f"{model.config.vocab_size}"
         )
+    model_pad = getattr(model.config, "pad_token_id", None)
+    if model_pad is not None and model_pad != tokenizer.pad_token_id:
+        raise ValueError(
+            f"{where}: the tokenizer's [PAD] id is {tokenizer.pad_token_id} but the model was "
+            f"built with pad_token_id {model_pad}"
+        )
+    trained = training_info(model_dir).get("tokenizer")
+    if trained:
+        spec = tokenizer_spec(tokenizer)
+        if spec != trained["spec"]:
+            raise ValueError(
+                f"{where}: the model was trained with tokenizer {trained['spec']} but "
+                f"tokenizer_config.json ({SPEC_KEY}) says {spec}"
+            )
+        if len(tokenizer) != trained["size"] or _vocab_digest(tokenizer) != trained.get(
+            "vocab_sha256_16", _vocab_digest(tokenizer)
+        ):
+            raise ValueError(
+                f"{where}: the model was trained with a {trained['size']}-token vocabulary "
+                f"(fingerprint {trained.get('vocab_sha256_16')}) but tokenizer.json has "
+                f"{len(tokenizer)} tokens (fingerprint {_vocab_digest(tokenizer)})"
+            )
     return model, tokenizer
 
 
-def _window_batches(
-    fasta: str | Path, window: int, stride: int, batch_size: int
-) -> Iterator[list[tuple[str, int, int, int, str]]]:
-    """Batches of (record, record_length, start, end, sequence) across records."""
-    batch = []
-    for record, seq in read_fasta(fasta):
-        for start, end in record_windows(len(seq), window, stride):
-            batch.append((record, len(seq), start, end, seq[start:end]))
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
+# --------------------------------------------------------------------------- streaming
+
+
+@dataclass
+class Window:
+    """One window of a record; `length` (the record's) is set on its last window only."""
+
+    record: str
+    start: int
+    end: int
+    seq: bytes
+    length: int | None = None
+
+
+class _RecordWindower:
+    """Cuts one record into windows as its bases arrive, keeping only what later windows need."""
+
+    def __init__(self, record: str, window: int, stride: int) -> None:
+        self.record, self.window, self.stride = record, window, stride
+        self.buf = bytearray()
+        self.offset = 0  # record position of buf[0]
+        self.total = 0
+        self.next_start = 0
+        self.held: Window | None = None  # emitted one step late, so the last one can be marked
+
+    def _emit(self, start: int, end: int) -> Iterator[Window]:
+        win = Window(
+            self.record, start, end, bytes(self.buf[start - self.offset : end - self.offset])
+        )
+        if self.held is not None:
+            yield self.held
+        self.held = win
+
+    def add(self, bases: bytes) -> Iterator[Window]:
+        self.buf += bases
+        self.total += len(bases)
+        while self.next_start + self.window <= self.total:
+            yield from self._emit(self.next_start, self.next_start + self.window)
+            self.next_start += self.stride
+        keep = min(self.next_start, max(0, self.total - self.window))
+        if keep > self.offset:
+            del self.buf[: keep - self.offset]
+            self.offset = keep
+
+    def finish(self) -> Iterator[Window]:
+        if self.held is None:
+            yield from self._emit(0, self.total)  # shorter than one window
+        elif self.held.end < self.total:
+            yield from self._emit(self.total - self.window, self.total)
+        self.held.length = self.total
+        yield self.held
+
+
+def _check_chunk(
+    path: Path, record: str, lines: list[bytes], first_line: int, position: int
+) -> bytes:
+    """Join and validate a run of sequence lines; `position` = record bases before them."""
+    seq = b"".join(lines)
+    bad = ~_VALID_BYTE[np.frombuffer(seq, dtype=np.uint8)]
+    if bad.any():
+        index = int(np.argmax(bad))
+        ends = np.cumsum([len(part) for part in lines])
+        line_index = int(np.searchsorted(ends, index, side="right"))
+        line_start = int(ends[line_index - 1]) if line_index else 0
+        raise FastaFormatError(
+            path,
+            _invalid_character(seq[index : index + 1].decode("latin-1")),
+            record=record,
+            position=position + index + 1,
+            line=first_line + line_index,
+            column=index - line_start + 1,
+        )
+    return seq
+
+
+def stream_windows(
+    fasta: str | Path, window: int, stride: int, *, chunk_bases: int = _CHUNK_BASES
+) -> Iterator[Window]:
+    """Windows of every record of a FASTA, read in chunks of about `chunk_bases` bases, so
+    memory is about one window plus one chunk whatever the record lengths."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    path = Path(fasta)
+    seen: set[int] = set()
+
+    def check_id(record: str, line: int | None) -> None:
+        key = int.from_bytes(hashlib.blake2b(record.encode(), digest_size=8).digest(), "little")
+        if key in seen:
+            raise FastaFormatError(
+                path, f"duplicate record id {record!r}; rename one", record=record, line=line
+            )
+        seen.add(key)
+
+    if sequence_format(path) == "genbank":  # GenBank records are small; read_fasta checks them
+        for record, seq in read_fasta(path):
+            check_id(record, None)
+            windower = _RecordWindower(record, window, stride)
+            yield from windower.add(seq.encode("ascii"))
+            yield from windower.finish()
+        return
+
+    windower: _RecordWindower | None = None
+    header_line = line_no = pending_bases = 0
+    pending: list[bytes] = []
+    pending_first = 0
+
+    def flush_pending() -> Iterator[Window]:
+        nonlocal pending, pending_bases
+        if pending:
+            seq = _check_chunk(path, windower.record, pending, pending_first, windower.total)
+            pending, pending_bases = [], 0
+            yield from windower.add(seq)
+
+    def finish_record() -> Iterator[Window]:
+        yield from flush_pending()
+        if windower.total == 0:
+            raise FastaFormatError(
+                path,
+                "record has a header but no sequence; add its sequence or remove the header",
+                record=windower.record,
+                line=header_line,
+            )
+        yield from windower.finish()
+
+    with _open_binary(path) as fh:
+        try:
+            for line_no, raw in enumerate(_iter_lines(fh), start=1):
+                if raw[:1] == b">":
+                    if windower is not None:
+                        yield from finish_record()
+                    record = _record_id(path, raw, line_no)
+                    check_id(record, line_no)
+                    windower = _RecordWindower(record, window, stride)
+                    header_line = line_no
+                    continue
+                line = raw.rstrip()
+                if windower is None:
+                    if line.strip():
+                        raise preamble_error(path, line_no)
+                    continue
+                if not pending:
+                    pending_first = line_no
+                pending.append(line)
+                pending_bases += len(line)
+                if pending_bases >= chunk_bases:
+                    yield from flush_pending()
+        except _GZIP_ERRORS as exc:
+            record = windower.record if windower else None
+            raise gzip_error(path, exc, record, line_no + 1) from exc
+    if windower is None:
+        raise no_records_error(path)
+    yield from finish_record()
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+class _Progress:
+    """A tqdm bar on stderr for people, or a log line every `every` seconds for job logs."""
+
+    def __init__(self, enabled: bool, log: logging.Logger | None, every: float = 30.0) -> None:
+        from tqdm import tqdm
+
+        self.log, self.every = log, every
+        self.bar = tqdm(
+            desc="predict", unit="bp", unit_scale=True, disable=not enabled, mininterval=1
+        )
+        self.records = self.bases = self.windows = 0
+        self.t0 = self.last = time.perf_counter()
+
+    def record_done(self, length: int) -> None:
+        self.records += 1
+        self.bases += length
+        self.bar.update(length)
+        self.bar.set_postfix(records=self.records, refresh=False)
+        now = time.perf_counter()
+        if self.log and now - self.last >= self.every:
+            self.last = now
+            self._log_line(now)
+
+    def _log_line(self, now: float) -> None:
+        dt = max(now - self.t0, 1e-9)
+        self.log.info(
+            "%d records, %.3f Mbp, %d windows in %.0f s (%.1f records/s, %.3f Mbp/s)",
+            self.records,
+            self.bases / 1e6,
+            self.windows,
+            dt,
+            self.records / dt,
+            self.bases / 1e6 / dt,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log:
+            self._log_line(time.perf_counter())
+
+
+def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+    batch: list[Window] = []
+    for w in windows:
+        batch.append(w)
+        if len(batch) == size:
+            yield batch
+            batch = []
     if batch:
         yield batch
+
+
+def max_window_tokens(encoder, window: int) -> int | None:
+    """Tokens of a full window for fixed-rate tokenizers (None for bpe: only known per window)."""
+    if encoder.kind == "char":
+        return window
+    if encoder.kind == "kmer":
+        return (window - encoder.k) // encoder.stride + 1 if window >= encoder.k else 1
+    return None
 
 
 @torch.no_grad()
@@ -105,18 +396,28 @@ def predict_fasta(
     batch_size: int = 64,
     device: torch.device | None = None,
     out_windows: str | Path | None = None,
+    out_bed: str | Path | None = None,
     progress: bool = True,
+    log: logging.Logger | None = None,
 ) -> int:
-    """Write per-record (and optionally per-window) probabilities; returns the record count."""
-    from tqdm import tqdm
-
+    """Write per-record (and optionally per-window TSV and BED) probabilities; returns the
+    record count. See the module docstring for the scores."""
     device = device or torch.device("cpu")
     encoder = encoder_for(tokenizer)
+    max_tokens = model_max_tokens(model)
+    need = max_window_tokens(encoder, window)
+    if max_tokens and need and need > max_tokens:
+        raise ValueError(
+            f"window of {window} bases is {need} {encoder.kind} tokens but the model accepts at "
+            f"most {max_tokens}: use a window of at most the model's training length"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     pad = encoder.pad_id
-    # a record shorter than one k-mer has no token; it is read as a single [UNK]
-    unknown = np.array([encoder.unk_id])
+    unknown = np.array([encoder.unk_id])  # a record shorter than one k-mer has no token
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    positive = labels[1] if len(labels) > 1 else labels[0]
+    pos_index = 1 if len(labels) > 1 else 0
+    positive = labels[pos_index]
     rec_cols = [
         "record",
         "length",
@@ -127,46 +428,37 @@ def predict_fasta(
         f"weighted_{positive}",
     ]
     win_cols = ["record", "start", "end", *(f"prob_{x}" for x in labels)]
-    out_records = Path(out_records)
-    tmp_records = out_records.with_name(out_records.name + ".tmp")
-    tmp_windows = Path(str(out_windows) + ".tmp") if out_windows else None
+    finals = [Path(p) for p in (out_records, out_windows, out_bed) if p]
+    temps = [p.with_name(p.name + ".tmp") for p in finals]
+    for p in finals:
+        p.parent.mkdir(parents=True, exist_ok=True)
     n_records = 0
-    current: dict | None = None
-
-    def flush(rec, rw):
-        nonlocal n_records
-        probs, weights = np.array(rec["probs"]), np.array(rec["weights"], dtype=float)
-        mean = probs.mean(axis=0)
-        pos = probs[:, labels.index(positive)]
-        rw.writerow(
-            [
-                rec["record"],
-                rec["length"],
-                len(probs),
-                labels[int(mean.argmax())],
-                *(f"{p:.6f}" for p in mean),
-                f"{pos.max():.6f}",
-                f"{np.average(pos, weights=weights):.6f}",
-            ]
-        )
-        n_records += 1
+    acc: dict = {}
 
     try:
         with contextlib.ExitStack() as files:
-            rw = csv.writer(files.enter_context(open(tmp_records, "w", newline="")), delimiter="\t")
+            handles = [files.enter_context(open(t, "w", newline="")) for t in temps]
+            rw = csv.writer(handles[0], delimiter="\t", lineterminator="\n")
             rw.writerow(rec_cols)
-            ww = None
-            if tmp_windows:
-                ww = csv.writer(
-                    files.enter_context(open(tmp_windows, "w", newline="")), delimiter="\t"
-                )
+            ww = bed = None
+            rest = handles[1:]
+            if out_windows:
+                ww = csv.writer(rest.pop(0), delimiter="\t", lineterminator="\n")
                 ww.writerow(win_cols)
-            bar = tqdm(desc="windows", unit="win", disable=not progress, mininterval=2)
-            for batch in _window_batches(fasta, window, stride, batch_size):
+            if out_bed:
+                bed = rest.pop(0)
+            bar = files.enter_context(contextlib.closing(_Progress(progress, log)))
+            for batch in _batches(stream_windows(fasta, window, stride), batch_size):
                 encoded = [
-                    e if len(e) else unknown for e in encoder.encode_many([w[-1] for w in batch])
+                    e if len(e) else unknown for e in encoder.encode_many([w.seq for w in batch])
                 ]
                 width = max(len(e) for e in encoded)
+                if max_tokens and width > max_tokens:
+                    w = batch[max(range(len(batch)), key=lambda j: len(encoded[j]))]
+                    raise ValueError(
+                        f"{fasta}, record {w.record!r}, window {w.start}-{w.end}: {width} tokens, "
+                        f"more than the model's {max_tokens}; use a shorter --window"
+                    )
                 ids = np.full((len(batch), width), pad, dtype=np.int64)
                 mask = np.zeros_like(ids)
                 for j, e in enumerate(encoded):
@@ -177,32 +469,44 @@ def predict_fasta(
                         input_ids=torch.from_numpy(ids).to(device),
                         attention_mask=torch.from_numpy(mask).to(device),
                     ).logits
-                probs = torch.softmax(logits.float(), -1).cpu().numpy()
-                for (record, length, start, end, _), p in zip(batch, probs, strict=True):
-                    if current is None or current["record"] != record:
-                        if current is not None:
-                            flush(current, rw)
-                        current = {
-                            "record": record,
-                            "length": length,
-                            "probs": [],
-                            "weights": [],
-                            "covered": 0,
-                        }
-                    current["probs"].append(p)
-                    current["weights"].append(max(1, end - max(start, current["covered"])))
-                    current["covered"] = end
+                probs = torch.softmax(logits.float(), -1).cpu().numpy().astype(np.float64)
+                bar.windows += len(batch)
+                for w, p in zip(batch, probs, strict=True):
+                    if not acc:
+                        acc.update(n=0, sum=np.zeros(len(labels)), max=0.0, wsum=0.0, wt=0, cov=0)
+                    pp = float(p[pos_index])
+                    weight = w.end - max(w.start, acc["cov"])
+                    acc["n"] += 1
+                    acc["sum"] += p
+                    acc["max"] = max(acc["max"], pp)
+                    acc["wsum"] += weight * pp
+                    acc["wt"] += weight
+                    acc["cov"] = w.end
                     if ww:
-                        ww.writerow([record, start, end, *(f"{x:.6f}" for x in p)])
-                bar.update(len(batch))
-            if current is not None:
-                flush(current, rw)
-            bar.close()
-        tmp_records.replace(out_records)
-        if tmp_windows:
-            tmp_windows.replace(out_windows)
+                        ww.writerow([w.record, w.start, w.end, *(f"{x:.6f}" for x in p)])
+                    if bed:
+                        score = min(1000, max(0, round(pp * 1000)))
+                        name = labels[int(p.argmax())]
+                        bed.write(f"{w.record}\t{w.start}\t{w.end}\t{name}\t{score}\t.\n")
+                    if w.length is not None:  # the record's last window
+                        mean = acc["sum"] / acc["n"]
+                        rw.writerow(
+                            [
+                                w.record,
+                                w.length,
+                                acc["n"],
+                                labels[int(mean.argmax())],
+                                *(f"{x:.6f}" for x in mean),
+                                f"{acc['max']:.6f}",
+                                f"{acc['wsum'] / acc['wt']:.6f}",
+                            ]
+                        )
+                        n_records += 1
+                        bar.record_done(w.length)
+                        acc = {}
+        for tmp, final in zip(temps, finals, strict=True):
+            tmp.replace(final)
     finally:
-        tmp_records.unlink(missing_ok=True)
-        if tmp_windows:
-            tmp_windows.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
     return n_records

@@ -1,4 +1,4 @@
-"""predict: per-record and per-window class probabilities for one FASTA."""
+"""predict: per-record and per-window class probabilities (TSV and BED) for one FASTA."""
 
 from dnalm.runtime import job_log, limit_threads, pick_device
 
@@ -10,6 +10,8 @@ with job_log(snakemake.log[0]) as log:
     device = pick_device(snakemake.params.device)
     model, tokenizer = load_classifier(snakemake.input.model, device)
     window = training_window(snakemake.input.model)
+    if not window:
+        raise ValueError(f"{snakemake.input.model} does not record its training window length")
     n = predict_fasta(
         model,
         tokenizer,
@@ -20,6 +22,8 @@ with job_log(snakemake.log[0]) as log:
         batch_size=snakemake.params.batch_size,
         device=device,
         out_windows=snakemake.output.windows,
-        progress=False,
+        out_bed=snakemake.output.bed,
+        progress=False,  # a tqdm bar is noise in a log file: progress goes to the log instead
+        log=log,
     )
     log.info("%d records of %s classified with %s", n, snakemake.input.fasta, snakemake.input.model)
