@@ -144,8 +144,23 @@ def check_results(workdir: Path, config: dict) -> pd.DataFrame:
     effect = pd.read_csv(workdir / "results/summary/pretrain_effect.tsv", sep="\t")
     assert len(effect) == len(config["tasks"]) * len(config["models"]) * 5
     assert (effect["n_pairs"] == len(config["finetune"]["seeds"])).all()
-    for fig in ("metric_vs_size", "pretrain_effect", "pretrain_loss", "finetune_curves"):
+    figures = ("metric_vs_size", "pretrain_effect", "pretrain_loss", "finetune_curves", "roc_pr")
+    for fig in (*figures, "rule_benchmarks"):
         assert (workdir / f"results/summary/figures/{fig}.png").stat().st_size > 10_000
+    # one benchmark per job of every rule of the run but provenance, whose own comes after it
+    bench = pd.read_csv(workdir / "results/summary/rule_benchmarks.tsv", sep="\t")
+    jobs = dict(zip(bench["rule"], bench["jobs"], strict=True))
+    n_runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
+    assert jobs["pretrain"] == len(config["models"]) and jobs["aggregate"] == 1
+    assert jobs["finetune"] == jobs["scratch"] == n_runs
+    assert (bench["total_s"] > 0).all() and (bench["max_rss_mb"] > 0).all()
+    software = pd.read_csv(workdir / "results/summary/software.tsv", sep="\t")
+    assert {"python", "torch", "transformers", "snakemake", "cuda_available"} <= set(
+        software["software"]
+    )
+    used = yaml.safe_load((workdir / "results/summary/config.yaml").read_text())
+    assert set(used["models"]) == set(config["models"])
+    assert set(used["tasks"]) == set(config["tasks"])
     return runs
 
 
@@ -195,7 +210,7 @@ def test_simulated_chain_end_to_end(tmp_path):
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     jobs = planned_jobs(tmp_path)
     assert jobs.pop("finetune") == 4 and jobs.pop("scratch") == 4
-    assert set(jobs) <= {"aggregate", "predict", "all"}, jobs
+    assert set(jobs) <= {"aggregate", "predict", "provenance", "all"}, jobs
 
     # changing a task's windowing redoes that task's windows onward, never pretraining
     changed = json.loads(json.dumps(config))

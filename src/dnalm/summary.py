@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -32,6 +33,8 @@ RUN_COLUMNS = [
 ]
 INIT_COLOR = {"pretrained": "tab:blue", "scratch": "tab:orange"}
 ARCH_MARKER = {"hyena": "o", "gpt": "s"}
+# pretrained and scratch of one model side by side on the log axis, so error bars never overlap
+DODGE = {"pretrained": 0.96, "scratch": 1.04}
 
 
 def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -71,7 +74,7 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
                     g = part.groupby(["params", "model"])[metric].agg(["mean", "std"])
                     g = g.reset_index()
                     ax.errorbar(
-                        g["params"],
+                        g["params"] * DODGE[init],
                         g["mean"],
                         yerr=g["std"].fillna(0),
                         color=color,
@@ -84,25 +87,32 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
                         for _, r in g.iterrows():
                             ax.annotate(
                                 r["model"],
-                                (r["params"], r["mean"]),
+                                (r["params"] * DODGE[init], r["mean"]),
                                 fontsize=7,
-                                xytext=(6, 4),
+                                xytext=(-7, 4),
                                 textcoords="offset points",
+                                ha="right",
                             )
             ax.set_xscale("log")
             ax.set_xlim(sub["params"].min() / 2, sub["params"].max() * 2)
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _human(x)))
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("trainable parameters (log scale)")
             ax.set_ylabel(f"test {metric.upper()}")
-            ax.set_title(f"{task}: {metric.upper()} vs model size")
+            seeds = sub["seed"].nunique()
+            ax.set_title(
+                f"{task}: {metric.upper()} vs model size\n(mean \u00b1 1 sd over {seeds} seeds)"
+            )
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     _save(fig, path)
 
 
 def _human(n: float) -> str:
-    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+    if abs(n) >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    return f"{n / 1e3:.3g}k" if abs(n) >= 1e3 else f"{n:.3g}"
 
 
 def plot_effect(
@@ -139,24 +149,37 @@ def plot_effect(
 
 
 def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> None:
-    """Validation bits per base during pretraining, one line per model."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for model, curve in sorted(curves.items()):
-        df = pd.read_csv(curve, sep="\t")
-        ax.plot(df["tokens"], df["val_bits_per_base"], marker="o", label=f"{model} (val)")
+    """Pretraining loss in bits per base, one panel per model so that curves never hide each
+    other: validation (held out) solid, training (running mean since the last evaluation)
+    dashed, against the 2-bit line of a uniform guess."""
+    names = sorted(curves)
+    if not names:
+        raise ValueError(f"{path}: no pretraining curve to plot")
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False, sharey=True
+    )
+    for ax, model in zip(axes.flat, names, strict=False):
+        df = pd.read_csv(curves[model], sep="\t")
+        if "train_bits_per_base" in df:
+            train = df["train_bits_per_base"]
+        else:
+            train = df["train_loss"] / np.log(2)
         ax.plot(
-            df["tokens"],
-            df["train_loss"] / np.log(2),
-            linestyle="--",
-            alpha=0.6,
-            label=f"{model} (train)",
+            df["tokens"], df["val_bits_per_base"], marker="o", color="tab:blue", label="validation"
         )
-    ax.axhline(2.0, color="grey", linewidth=1, linestyle=":", label="uniform over ACGT (2 bits)")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("bits per base")
-    ax.set_title("Pretraining: next-base loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        ax.plot(df["tokens"], train, linestyle="--", color="tab:green", label="training")
+        ax.axhline(2.0, color="grey", linewidth=1, linestyle=":", label="uniform guess (2 bits)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _human(x)))
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel("loss (bits per base)")
+        ax.set_title(f"{model}: final val {df['val_bits_per_base'].iloc[-1]:.3f} bits/base")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    fig.suptitle("Pretraining: next-base prediction loss (lower is better)")
     _save(fig, path)
 
 
@@ -190,7 +213,219 @@ def plot_finetune_curves(runs: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def best_models(runs: pd.DataFrame) -> dict[str, str]:
+    """Per task, the model whose better init has the lowest mean validation loss over seeds.
+
+    Chosen on validation only, never on test, so the curves shown are not a test-set pick."""
+    if runs["val_loss"].isna().any():
+        bad = runs.loc[runs["val_loss"].isna(), "run_dir"].tolist()
+        raise ValueError(f"runs without a validation loss, cannot pick a best model: {bad}")
+    mean = runs.groupby(["task", "model", "init"])["val_loss"].mean().reset_index()
+    best = mean.sort_values(["task", "val_loss", "model"]).groupby("task").first()
+    return best["model"].to_dict()
+
+
+def _positive_scores(predictions: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Binary truth and score for the positive class (the task's second label, as in
+    metrics.py); a multi-class task is shown as its last class against the rest."""
+    table = pd.read_csv(predictions, sep="\t", dtype={"label": str})
+    prob_cols = [c for c in table.columns if c.startswith("prob_")]
+    if len(prob_cols) < 2:
+        raise ValueError(f"{predictions}: needs two or more prob_<label> columns, has {prob_cols}")
+    positive = prob_cols[-1].removeprefix("prob_")
+    return (table["label"] == positive).to_numpy(), table[prob_cols[-1]].to_numpy(), positive
+
+
+def plot_roc_pr(runs: pd.DataFrame, path: str | Path) -> dict[str, str]:
+    """Write roc_pr_figure to `path`; returns the model chosen per task."""
+    fig, chosen = roc_pr_figure(runs)
+    _save(fig, path)
+    return chosen
+
+
+def roc_pr_figure(runs: pd.DataFrame):
+    """Test-split ROC and precision-recall curves of each task's best model (best_models),
+    pretrained vs scratch, one thin line per seed; the figure and the model chosen per task."""
+    from sklearn import metrics as skm
+
+    chosen = best_models(runs)
+    tasks = sorted(chosen)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.6 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        model = chosen[task]
+        sub = runs[(runs["task"] == task) & (runs["model"] == model)]
+        roc_ax, pr_ax = axes[row]
+        prevalence = []
+        for init, color in INIT_COLOR.items():
+            part = sub[sub["init"] == init].sort_values("seed")
+            for i, r in enumerate(part.itertuples()):
+                truth, score, positive = _positive_scores(Path(r.run_dir) / "predictions.tsv")
+                if truth.all() or not truth.any():
+                    raise ValueError(
+                        f"{r.run_dir}/predictions.tsv: test labels hold one class only; "
+                        "no ROC or PR curve"
+                    )
+                prevalence.append(truth.mean())
+                fpr, tpr, _ = skm.roc_curve(truth, score)
+                precision, recall, _ = skm.precision_recall_curve(truth, score)
+                first = i == 0
+                roc_label = (
+                    f"{init}: AUROC {part['auroc'].mean():.3f} \u00b1 "
+                    f"{part['auroc'].std(ddof=1) if len(part) > 1 else 0:.3f}"
+                )
+                pr_label = (
+                    f"{init}: AUPRC {part['auprc'].mean():.3f} \u00b1 "
+                    f"{part['auprc'].std(ddof=1) if len(part) > 1 else 0:.3f}"
+                )
+                style = {"color": color, "alpha": 0.75, "linewidth": 1.3}
+                roc_ax.plot(fpr, tpr, label=roc_label if first else None, **style)
+                pr_ax.step(
+                    recall, precision, where="post", label=pr_label if first else None, **style
+                )
+        seeds = sub["seed"].nunique()
+        roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+        roc_ax.set_xlabel("false positive rate")
+        roc_ax.set_ylabel("true positive rate")
+        roc_ax.set_title(f"{task}: ROC of {model}\n(positive class {positive!r}, {seeds} seeds)")
+        pr_ax.axhline(
+            float(np.mean(prevalence)), color="grey", linestyle=":", label="chance (prevalence)"
+        )
+        pr_ax.set_xlabel(f"recall (of {positive!r})")
+        pr_ax.set_ylabel("precision")
+        pr_ax.set_title(f"{task}: precision-recall of {model}\n(test split, {seeds} seeds)")
+        for ax in (roc_ax, pr_ax):
+            ax.set_xlim(-0.01, 1.01)
+            ax.set_ylim(-0.01, 1.02)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="lower right" if ax is roc_ax else "lower left")
+    fig.suptitle("Test-split curves of the best model per task (lowest mean validation loss)")
+    return fig, chosen
+
+
+def collect_benchmarks(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Per rule: jobs, total/mean/max wall seconds, CPU seconds and peak RSS from the
+    benchmark TSVs Snakemake writes; the rule is the folder just under a `benchmarks` folder."""
+    rows = []
+    for path in paths:
+        path = Path(path)
+        folders = path.parts[:-1]
+        at = [i for i, name in enumerate(folders[:-1]) if name == "benchmarks"]
+        if not at:
+            raise ValueError(f"{path}: a benchmark file must lie in benchmarks/<rule>/")
+        rule = folders[at[-1] + 1]
+        bench = pd.read_csv(path, sep="\t", na_values=["-", "NA"])
+        missing = {"s", "max_rss"} - set(bench.columns)
+        if bench.empty or missing:
+            raise ValueError(f"{path}: not a Snakemake benchmark file (no rows or no {missing})")
+        row = bench.iloc[-1]  # one row per repeat; the last one
+        rows.append(
+            {
+                "rule": rule,
+                "s": float(row["s"]),
+                "cpu_s": float(row.get("cpu_time", np.nan)),
+                "max_rss_mb": float(row["max_rss"]),
+            }
+        )
+    jobs = pd.DataFrame(rows, columns=["rule", "s", "cpu_s", "max_rss_mb"])
+    table = jobs.groupby("rule").agg(
+        jobs=("s", "size"),
+        total_s=("s", "sum"),
+        mean_s=("s", "mean"),
+        max_s=("s", "max"),
+        total_cpu_s=("cpu_s", "sum"),
+        max_rss_mb=("max_rss_mb", "max"),
+    )
+    return table.sort_values("total_s", ascending=False).reset_index()
+
+
+def plot_benchmarks(table: pd.DataFrame, path: str | Path) -> None:
+    """Write benchmarks_figure to `path`."""
+    _save(benchmarks_figure(table), path)
+
+
+def benchmarks_figure(table: pd.DataFrame):
+    """Wall time per rule (all its jobs summed) beside the peak memory of its largest job."""
+    table = table.sort_values("total_s")
+    height = 1.4 + 0.38 * len(table)
+    fig, (time_ax, mem_ax) = plt.subplots(1, 2, figsize=(11, height), sharey=True)
+    y = np.arange(len(table))
+    labels = [f"{r.rule} ({r.jobs} job{'s' if r.jobs != 1 else ''})" for r in table.itertuples()]
+    time_ax.barh(y, table["total_s"], color="tab:blue")
+    time_ax.set_yticks(y, labels, fontsize=9)
+    time_ax.set_xlabel("wall time, all jobs summed (s)")
+    time_ax.set_title("Run time per rule")
+    mem_ax.barh(y, table["max_rss_mb"].fillna(0), color="tab:purple")
+    mem_ax.set_xlabel("peak resident memory of one job (MB)")
+    mem_ax.set_title("Memory per rule")
+    for ax, col, fmt in ((time_ax, "total_s", "{:.1f} s"), (mem_ax, "max_rss_mb", "{:.0f} MB")):
+        for yi, value in zip(y, table[col], strict=True):
+            if not np.isnan(value):
+                ax.annotate(
+                    fmt.format(value),
+                    (value, yi),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                )
+        ax.margins(x=0.18)
+        ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+SOFTWARE = (
+    "snakemake",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "pandas",
+    "pysam",
+    "scikit-learn",
+    "matplotlib",
+    "safetensors",
+)
+
+
+def software_versions() -> pd.DataFrame:
+    """The versions a result was computed with, so a report can be matched to its software."""
+    import platform
+    from importlib import metadata
+
+    import torch
+
+    rows = [("python", platform.python_version()), ("platform", platform.platform())]
+    for name in SOFTWARE:
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    cuda = torch.cuda.is_available()
+    rows.append(("cuda_available", str(cuda)))
+    rows.append(("cuda_version", str(torch.version.cuda)))
+    rows.append(("gpu", torch.cuda.get_device_name(0) if cuda else "none"))
+    return pd.DataFrame(rows, columns=["software", "version"])
+
+
 def _save(fig, path: str | Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """Through a temporary file, so that a failed plot never leaves a partial PNG."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """A TSV through a temporary file, so that a failure leaves no partial table."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -15,6 +15,8 @@ rule acquire_genome:
         stats="resources/genomes/{genome}.stats.json",
     log:
         "logs/acquire_genome/{genome}.log",
+    benchmark:
+        "results/benchmarks/acquire_genome/{genome}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -37,6 +39,8 @@ rule genomic_benchmark:
         directory("resources/genomic_benchmarks/{dataset}"),
     log:
         "logs/genomic_benchmark/{dataset}.log",
+    benchmark:
+        "results/benchmarks/genomic_benchmark/{dataset}.tsv"
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_]+",
     conda:
@@ -61,6 +65,8 @@ rule simulate_sample:
         "resources/samples/{sample}.fa.gz",
     log:
         "logs/simulate_sample/{sample}.log",
+    benchmark:
+        "results/benchmarks/simulate_sample/{sample}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

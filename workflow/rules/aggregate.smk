@@ -1,4 +1,6 @@
 # aggregate: one tidy table of every run, the paired pretraining effect, figures for the report.
+# provenance: per-rule run time and memory from every job's benchmark file, software versions
+# and the config, for the report's last category.
 
 
 rule aggregate:
@@ -49,8 +51,16 @@ rule aggregate:
             category="3. Results",
             labels={"table": "near-duplicate audit, every task"},
         ),
+        roc_pr_figure=report(
+            SUMMARY["roc_pr_figure"],
+            caption="../report/roc_pr.rst",
+            category="3. Results",
+            labels={"figure": "ROC and PR curves, best model"},
+        ),
     log:
         "logs/aggregate/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate/aggregate.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -59,3 +69,46 @@ rule aggregate:
         runtime=10,
     script:
         "../scripts/aggregate.py"
+
+
+rule provenance:
+    input:
+        all_benchmarks(),
+    output:
+        benchmarks=report(
+            SUMMARY["benchmarks"],
+            caption="../report/rule_benchmarks.rst",
+            category="4. Provenance",
+            labels={"table": "run time and memory per rule"},
+        ),
+        benchmarks_figure=report(
+            SUMMARY["benchmarks_figure"],
+            caption="../report/rule_benchmarks_figure.rst",
+            category="4. Provenance",
+            labels={"figure": "run time and memory per rule"},
+        ),
+        software=report(
+            SUMMARY["software"],
+            caption="../report/software.rst",
+            category="4. Provenance",
+            labels={"table": "software versions"},
+        ),
+        config=report(
+            SUMMARY["config"],
+            caption="../report/config.rst",
+            category="4. Provenance",
+            labels={"table": "config"},
+        ),
+    log:
+        "logs/provenance/provenance.log",
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        # the whole config: any change to it reruns this job, so config.yaml is the one used
+        config=config,
+    script:
+        "../scripts/provenance.py"

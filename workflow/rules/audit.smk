@@ -16,6 +16,8 @@ rule audit:
         windows="results/audit/{task}.windows.tsv.gz",
     log:
         "logs/audit/{task}.log",
+    benchmark:
+        "results/benchmarks/audit/{task}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

@@ -2,6 +2,7 @@
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
@@ -377,6 +378,11 @@ def run_dir(task, model, init, seed):
     return f"results/finetune/{task}/{model}/{init}/seed{seed}"
 
 
+def checkpoint_dir(wc, init):
+    """Resumable state of one fine-tuning run: not an output, so a failed job keeps it."""
+    return f"results/checkpoints/finetune/{wc.task}/{wc.model}/{init}/seed{wc.seed}"
+
+
 def all_runs():
     return [
         os.path.join(run_dir(t, m, i, s), "metrics.json")
@@ -399,7 +405,67 @@ SUMMARY = {
     "pretrain_figure": "results/summary/figures/pretrain_loss.png",
     "finetune_figure": "results/summary/figures/finetune_curves.png",
     "audit": "results/summary/audit.tsv",
+    "roc_pr_figure": "results/summary/figures/roc_pr.png",
+    # rule provenance (aggregate.smk)
+    "benchmarks": "results/summary/rule_benchmarks.tsv",
+    "benchmarks_figure": "results/summary/figures/rule_benchmarks.png",
+    "software": "results/summary/software.tsv",
+    "config": "results/summary/config.yaml",
 }
+
+
+def all_benchmarks():
+    """The benchmark file of every job the default target runs, except provenance's own (it is
+    written after the job ends). Keep in step with the rules' `benchmark:` paths."""
+    bench = "results/benchmarks"
+    tokenizers = sorted({MODELS[m]["tokenizer"] for m in MODELS})
+    genomes = set(pretrain_genomes()) | {
+        g for t in GENOME_TASKS for g in task_genomes(t)
+    }
+    datasets = set()
+    for task in LABELLED_TASKS:
+        for path in labelled_source_files(task):
+            parts = Path(os.path.normpath(path)).parts
+            if parts[:2] == ("resources", "genomic_benchmarks") and len(parts) > 2:
+                datasets.add(parts[2])
+    for dataset in datasets:
+        for ref in benchmark_references(SimpleNamespace(dataset=dataset)):
+            parts = Path(os.path.normpath(ref)).parts
+            if parts[:2] == ("resources", "genomes") and ref.endswith(".fa.gz"):
+                genomes.add(parts[2].removesuffix(".fa.gz"))
+    files = [f"{bench}/acquire_genome/{g}.tsv" for g in sorted(genomes)]
+    files += [f"{bench}/genomic_benchmark/{d}.tsv" for d in sorted(datasets)]
+    files += [
+        f"{bench}/simulate_sample/{s}.tsv"
+        for s in SAMPLES
+        if parse_source(SAMPLES[s]).kind != "local"
+    ]
+    files += [f"{bench}/split_groups/{t}.tsv" for t in GENOME_TASKS]
+    files += [f"{bench}/task_windows/{t}.tsv" for t in GENOME_TASKS]
+    files += [f"{bench}/labelled_windows/{t}.tsv" for t in LABELLED_TASKS]
+    files += [f"{bench}/pretrain_windows/pretrain.tsv"]
+    files += [f"{bench}/audit/{t}.tsv" for t in TASKS]
+    files += [f"{bench}/build_tokenizer/{k}.tsv" for k in tokenizers]
+    files += [
+        f"{bench}/tokenize/{k}/{corpus}/{split}.tsv"
+        for k in tokenizers
+        for corpus, splits in [
+            ("pretrain", CORPUS_SPLITS),
+            *((t, SPLITS) for t in TASKS),
+        ]
+        for split in splits
+    ]
+    files += [f"{bench}/pretrain/{m}.tsv" for m in MODELS]
+    files += [
+        f"{bench}/{rule}/{t}/{m}/seed{s}.tsv"
+        for rule in ("finetune", "scratch")
+        for t in TASKS
+        for m in MODELS
+        for s in SEEDS
+    ]
+    files += [f"{bench}/aggregate/aggregate.tsv"]
+    files += [f"{bench}/predict/{s}.tsv" for s in SAMPLES]
+    return files
 
 
 def audit_gate(wildcards):

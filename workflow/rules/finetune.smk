@@ -18,6 +18,8 @@ rule finetune:
         model=directory("results/finetune/{task}/{model}/pretrained/seed{seed}/model"),
     log:
         "logs/finetune/{task}/{model}/pretrained/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/finetune/{task}/{model}/seed{seed}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("finetune", "threads")
@@ -30,6 +32,7 @@ rule finetune:
         model=lambda wc: model_spec(wc.model),
         train=finetune_params(),
         device=config["device"],
+        checkpoint=lambda wc: checkpoint_dir(wc, "pretrained"),
     script:
         "../scripts/train_classifier.py"
 
@@ -47,6 +50,8 @@ rule scratch:
         model=directory("results/finetune/{task}/{model}/scratch/seed{seed}/model"),
     log:
         "logs/finetune/{task}/{model}/scratch/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/scratch/{task}/{model}/seed{seed}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("finetune", "threads")
@@ -59,5 +64,6 @@ rule scratch:
         model=lambda wc: model_spec(wc.model),
         train=finetune_params(),
         device=config["device"],
+        checkpoint=lambda wc: checkpoint_dir(wc, "scratch"),
     script:
         "../scripts/train_classifier.py"

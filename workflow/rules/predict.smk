@@ -1,4 +1,4 @@
-# predict: any FASTA -> per-window and per-record class probabilities.
+# predict: any FASTA -> per-window (TSV, BED) and per-record class probabilities.
 
 
 rule predict:
@@ -8,8 +8,11 @@ rule predict:
     output:
         records="results/predict/{sample}/records.tsv",
         windows="results/predict/{sample}/windows.tsv",
+        bed="results/predict/{sample}/windows.bed",
     log:
         "logs/predict/{sample}.log",
+    benchmark:
+        "results/benchmarks/predict/{sample}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("predict", "threads")

@@ -14,6 +14,8 @@ rule pretrain:
         summary="results/pretrain/{model}/summary.json",
     log:
         "logs/pretrain/{model}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{model}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("pretrain", "threads")
@@ -25,5 +27,6 @@ rule pretrain:
         model=lambda wc: model_spec(wc.model),
         train=config["pretrain"],
         device=config["device"],
+        checkpoint=lambda wc: f"results/checkpoints/pretrain/{wc.model}",
     script:
         "../scripts/pretrain.py"

@@ -9,6 +9,8 @@ rule build_tokenizer:
         "results/tokenizers/{tokenizer}/tokenizer_config.json",
     log:
         "logs/build_tokenizer/{tokenizer}.log",
+    benchmark:
+        "results/benchmarks/build_tokenizer/{tokenizer}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -32,6 +34,8 @@ rule tokenize:
         meta="results/tokens/{tokenizer}/{corpus}/{split}.meta.json",
     log:
         "logs/tokenize/{tokenizer}/{corpus}/{split}.log",
+    benchmark:
+        "results/benchmarks/tokenize/{tokenizer}/{corpus}/{split}.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

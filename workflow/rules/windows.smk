@@ -9,6 +9,8 @@ rule split_groups:
         "results/splits/{task}.tsv",
     log:
         "logs/split_groups/{task}.log",
+    benchmark:
+        "results/benchmarks/split_groups/{task}.tsv"
     wildcard_constraints:
         task=one_of(GENOME_TASKS),
     conda:
@@ -42,6 +44,8 @@ rule task_windows:
         ),
     log:
         "logs/task_windows/{task}.log",
+    benchmark:
+        "results/benchmarks/task_windows/{task}.tsv"
     wildcard_constraints:
         task=one_of(GENOME_TASKS),
     conda:
@@ -71,6 +75,8 @@ rule labelled_windows:
         ),
     log:
         "logs/labelled_windows/{task}.log",
+    benchmark:
+        "results/benchmarks/labelled_windows/{task}.tsv"
     wildcard_constraints:
         task=one_of(LABELLED_TASKS),
     conda:
@@ -110,6 +116,8 @@ rule pretrain_windows:
         ),
     log:
         "logs/pretrain_windows/pretrain.log",
+    benchmark:
+        "results/benchmarks/pretrain_windows/pretrain.tsv"
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
