@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import gzip
-import hashlib
 import http.client
 import logging
 import os
@@ -33,6 +32,8 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+
+from dnalm.fasta import file_checksum, parse_checksum  # one checksum syntax everywhere
 
 __all__ = [
     "DownloadChecksumError",
@@ -50,7 +51,6 @@ SCHEMES = ("http", "https", "ftp")
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 CHUNK = 1 << 20
 USER_AGENT = "dnalm/0.1 (python-urllib; https://github.com/dnalm)"
-_HEX_LENGTH_TO_ALGORITHM = {64: "sha256", 32: "md5"}
 _GZIP_MAGIC = b"\x1f\x8b"
 _log = logging.getLogger("dnalm")
 
@@ -103,38 +103,7 @@ class RateLimiter:
             self._next = now + self.interval
 
 
-# --------------------------------------------------------------------------- checksums
-
-
-def parse_checksum(expected: str) -> tuple[str, str]:
-    """`sha256:<hex>`, `md5:<hex>` or bare hex (the algorithm told by its length) -> (alg, hex)."""
-    text = str(expected).strip()
-    if ":" in text:
-        algorithm, _, digest = text.partition(":")
-        algorithm = algorithm.strip().lower()
-        if algorithm not in ("sha256", "md5", "sha1", "sha512"):
-            raise ValueError(
-                f"unknown checksum algorithm {algorithm!r} in {expected!r}; use sha256 or md5"
-            )
-    else:
-        digest = text
-        algorithm = _HEX_LENGTH_TO_ALGORITHM.get(len(digest), "")
-        if not algorithm:
-            raise ValueError(
-                f"cannot tell the checksum algorithm of {expected!r}: give 'sha256:<hex>', "
-                "'md5:<hex>', or a bare 64-character (sha256) or 32-character (md5) hex digest"
-            )
-    digest = digest.strip().lower()
-    if not digest or not re.fullmatch(r"[0-9a-f]+", digest):
-        raise ValueError(f"checksum {expected!r} is not a hex digest")
-    if len(digest) != hashlib.new(algorithm).digest_size * 2:
-        raise ValueError(f"checksum {expected!r}: wrong length for {algorithm}")
-    return algorithm, digest
-
-
-def _digest(path: Path, algorithm: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, algorithm).hexdigest()
+# --------------------------------------------------------------------------- integrity
 
 
 def check_gzip(path: str | os.PathLike[str], name: str | None = None) -> None:
@@ -312,7 +281,7 @@ def download(
         if reuse and expected is None:
             log.info("%s: using the cached %s", url, dest)
             return dest
-        if reuse and expected is not None and _digest(dest, expected[0]) == expected[1]:
+        if reuse and expected is not None and file_checksum(dest, expected[0]) == expected[1]:
             log.info("%s: using the cached %s (checksum verified)", url, dest)
             return dest
         dest.unlink()
@@ -362,7 +331,7 @@ def download(
     try:
         if expected is not None:
             algorithm, digest = expected
-            actual = _digest(part, algorithm)
+            actual = file_checksum(part, algorithm)
             if actual != digest:
                 raise DownloadChecksumError(url, f"{algorithm}:{digest}", f"{algorithm}:{actual}")
         if gzip_check and _is_gzip(part):

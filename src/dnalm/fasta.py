@@ -15,6 +15,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import tempfile
 import warnings
 import zlib
@@ -29,6 +30,7 @@ import pysam
 
 __all__ = [
     "ACGT_BYTES",
+    "AMBIGUOUS_FLAG",
     "ChecksumError",
     "FastaFormatError",
     "FastaStats",
@@ -57,7 +59,7 @@ for _c in IUPAC_NUCLEOTIDES + IUPAC_NUCLEOTIDES.lower():
 # The only unambiguous bases: every other byte (N, IUPAC codes, U kept as RNA) counts against a
 # window's max_n_fraction, and its runs are what normalise_fasta lists in the ambiguous BED.
 ACGT_BYTES = b"ACGTacgt"
-_AMBIGUOUS_FLAG = bytes(0 if b in ACGT_BYTES else 1 for b in range(256))  # translate: 1 = non-ACGT
+AMBIGUOUS_FLAG = bytes(0 if b in ACGT_BYTES else 1 for b in range(256))  # translate: 1 = non-ACGT
 _SCAN_CHUNK = 1 << 24  # bases per pass when scanning a record: bounds the scan's own memory
 AMBIGUOUS_BED_SUFFIX = ".ambiguous.bed.gz"
 AMBIGUOUS_BED_HEADER = "#non-ACGT runs, 0-based half-open: chrom start end; records={} bases={}"
@@ -268,7 +270,14 @@ def _first_invalid(seq: bytes) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def _check_record(path: Path, record: str, header_line: int, lines: list[bytes]) -> str:
+def check_sequence_lines(
+    path: Path, record: str, lines: list[bytes], first_line: int, position: int = 0
+) -> bytes:
+    """Join and validate a run of sequence lines; `position` = the record's bases before them.
+
+    The one check of the readers here and of `dnalm.predict`'s chunked reader, so an invalid
+    base is reported alike: record, 1-based position, line and column.
+    """
     seq = b"".join(lines)
     index = _first_invalid(seq)
     if index is not None:
@@ -279,11 +288,15 @@ def _check_record(path: Path, record: str, header_line: int, lines: list[bytes])
             path,
             _invalid_character(seq[index : index + 1].decode("latin-1")),
             record=record,
-            position=index + 1,
-            line=header_line + 1 + line_index,
+            position=position + index + 1,
+            line=first_line + line_index,
             column=index - line_start + 1,
         )
-    return seq.decode("ascii")
+    return seq
+
+
+def _check_record(path: Path, record: str, header_line: int, lines: list[bytes]) -> str:
+    return check_sequence_lines(path, record, lines, header_line + 1).decode("ascii")
 
 
 def _record_id(path: Path, raw: bytes, line_no: int) -> str:
@@ -608,7 +621,7 @@ def ambiguous_runs(seq: bytes, *, chunk: int = _SCAN_CHUNK) -> tuple[np.ndarray,
                 ends.append(np.array([lo], dtype=np.int64))
                 inside = 0
             continue
-        flags = np.frombuffer(part.translate(_AMBIGUOUS_FLAG), dtype=np.int8)
+        flags = np.frombuffer(part.translate(AMBIGUOUS_FLAG), dtype=np.int8)
         step = np.diff(flags, prepend=np.int8(inside))  # +1 where a run starts, -1 where it ends
         at = np.flatnonzero(step != 0)
         kind = step[at]
@@ -804,13 +817,16 @@ def file_checksum(path: str | os.PathLike[str], algorithm: str = "sha256") -> st
         return hashlib.file_digest(fh, algorithm).hexdigest()
 
 
-def _parse_expected(expected: str) -> tuple[str, str]:
-    text = expected.strip()
+def parse_checksum(expected: str) -> tuple[str, str]:
+    """`sha256:<hex>`, `md5:<hex>` or bare hex (the algorithm told by its length) -> (alg, hex)."""
+    text = str(expected).strip()
     if ":" in text:
         algorithm, _, digest = text.partition(":")
         algorithm = algorithm.strip().lower()
-        if algorithm not in hashlib.algorithms_available:
-            raise ValueError(f"unknown checksum algorithm {algorithm!r} in {expected!r}")
+        if algorithm not in ("sha256", "md5", "sha1", "sha512"):
+            raise ValueError(
+                f"unknown checksum algorithm {algorithm!r} in {expected!r}; use sha256 or md5"
+            )
     else:
         digest = text
         algorithm = _HEX_LENGTH_TO_ALGORITHM.get(len(digest), "")
@@ -820,16 +836,16 @@ def _parse_expected(expected: str) -> tuple[str, str]:
                 "'md5:<hex>', or a bare 64-character (sha256) or 32-character (md5) hex digest"
             )
     digest = digest.strip().lower()
-    try:
-        bytes.fromhex(digest)
-    except ValueError as exc:
-        raise ValueError(f"checksum {expected!r} is not a hex digest") from exc
+    if not digest or not re.fullmatch(r"[0-9a-f]+", digest):
+        raise ValueError(f"checksum {expected!r} is not a hex digest")
+    if len(digest) != hashlib.new(algorithm).digest_size * 2:
+        raise ValueError(f"checksum {expected!r}: wrong length for {algorithm}")
     return algorithm, digest
 
 
 def verify_checksum(path: str | os.PathLike[str], expected: str) -> None:
     """Raise ChecksumError unless the file matches the pinned checksum."""
-    algorithm, digest = _parse_expected(expected)
+    algorithm, digest = parse_checksum(expected)
     actual = file_checksum(path, algorithm)
     if actual != digest:
         raise ChecksumError(path, f"{algorithm}:{digest}", f"{algorithm}:{actual}")

@@ -29,6 +29,7 @@ import yaml
 
 from dnalm.download import DownloadError, download
 from dnalm.fasta import open_genome, record_lengths
+from dnalm.tokenization import reverse_complement  # IUPAC-aware, keeps case
 
 __all__ = [
     "ARCHIVE_URL",
@@ -70,18 +71,12 @@ PUBLISHED_ARCHIVES = {
 ARCHIVE_URL = "https://drive.google.com/uc?export=download&id={drive_id}"
 COLUMNS = ("id", "region", "start", "end", "strand")
 SPLITS = ("train", "test")
-_COMPLEMENT = str.maketrans("ACGTURYKMSWBDHVNacgturykmswbdhvn", "TGCAAYRMKSWVHDBNtgcaayrmkswvhdbn")
 _ENST_VERSION = re.compile(r"^(ENS[A-Z]*T\d+)\.\d+$")
 _log = logging.getLogger("dnalm")
 
 
 class CoordinateError(ValueError):
     """A coordinate row that cannot be turned into a sequence, located by file and row."""
-
-
-def reverse_complement(seq: str) -> str:
-    """IUPAC-aware and case-preserving."""
-    return seq.translate(_COMPLEMENT)[::-1]
 
 
 def read_metadata(dataset_dir: str | os.PathLike[str]) -> dict:

@@ -39,12 +39,11 @@ import torch
 
 from dnalm.fasta import (
     _GZIP_ERRORS,
-    _VALID_BYTE,
     FastaFormatError,
-    _invalid_character,
     _iter_lines,
     _open_binary,
     _record_id,
+    check_sequence_lines,
     gzip_error,
     no_records_error,
     preamble_error,
@@ -219,28 +218,6 @@ class _RecordWindower:
         yield self.held
 
 
-def _check_chunk(
-    path: Path, record: str, lines: list[bytes], first_line: int, position: int
-) -> bytes:
-    """Join and validate a run of sequence lines; `position` = record bases before them."""
-    seq = b"".join(lines)
-    bad = ~_VALID_BYTE[np.frombuffer(seq, dtype=np.uint8)]
-    if bad.any():
-        index = int(np.argmax(bad))
-        ends = np.cumsum([len(part) for part in lines])
-        line_index = int(np.searchsorted(ends, index, side="right"))
-        line_start = int(ends[line_index - 1]) if line_index else 0
-        raise FastaFormatError(
-            path,
-            _invalid_character(seq[index : index + 1].decode("latin-1")),
-            record=record,
-            position=position + index + 1,
-            line=first_line + line_index,
-            column=index - line_start + 1,
-        )
-    return seq
-
-
 def stream_windows(
     fasta: str | Path, window: int, stride: int, *, chunk_bases: int = _CHUNK_BASES
 ) -> Iterator[Window]:
@@ -275,7 +252,9 @@ def stream_windows(
     def flush_pending() -> Iterator[Window]:
         nonlocal pending, pending_bases
         if pending:
-            seq = _check_chunk(path, windower.record, pending, pending_first, windower.total)
+            seq = check_sequence_lines(
+                path, windower.record, pending, pending_first, windower.total
+            )
             pending, pending_bases = [], 0
             yield from windower.add(seq)
 

@@ -223,7 +223,8 @@ def fetch_source(
     genome; the assembled FASTA for the other kinds (several files or efetch batches are
     concatenated in `workdir`, a temporary folder of the caller).
     """
-    from dnalm.download import DownloadChecksumError, concatenate, download, parse_checksum
+    from dnalm.download import DownloadChecksumError, concatenate, download
+    from dnalm.fasta import file_checksum, parse_checksum
     from dnalm.ncbi import download_assembly, download_refseq_viral, efetch_nucleotide
 
     log = log or _log
@@ -274,8 +275,7 @@ def fetch_source(
         raw = concatenate(files, workdir / "refseq_viral.fna.gz")
     if checksum:
         algorithm, digest = parse_checksum(checksum)
-        with open(raw, "rb") as fh:
-            actual = hashlib.file_digest(fh, algorithm).hexdigest()
+        actual = file_checksum(raw, algorithm)
         if actual != digest:
             raw.unlink()
             raise DownloadChecksumError(

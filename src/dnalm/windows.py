@@ -19,14 +19,12 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from dnalm.fasta import ACGT_BYTES, ambiguous_bed_path, record_lengths
+from dnalm.fasta import ACGT_BYTES, AMBIGUOUS_FLAG, ambiguous_bed_path, record_lengths
 
 SPLITS = ("train", "val", "test")
 WINDOW_COLUMNS = ["genome", "chrom", "start", "end", "strand", "label", "label_id", "group"]
 _ACGT = np.zeros(256, dtype=bool)
-_ACGT_BYTES = ACGT_BYTES  # one definition with normalise_fasta's BED of non-ACGT runs
-_ACGT[np.frombuffer(_ACGT_BYTES, dtype=np.uint8)] = True
-_AMBIGUOUS = bytes((~_ACGT).astype(np.uint8))  # translate table: 1 for every non-ACGT byte
+_ACGT[np.frombuffer(ACGT_BYTES, dtype=np.uint8)] = True  # as normalise_fasta's ambiguity BED
 # Bases of window starts read at once: memory is a small multiple of this, whatever the genome;
 # 1 Mbp and 4 Mbp measured equally fast (benchmarks/stream_throughput.py --block-size).
 DEFAULT_BLOCK_SIZE = 1_000_000
@@ -62,10 +60,10 @@ def _grid_starts(raw: bytes, count: int, spec: WindowSpec) -> np.ndarray:
     ambiguous bases (two binary searches per window), not from a pass per base.
     """
     rel = np.arange(count, dtype=np.int64) * spec.stride
-    if not raw.translate(None, _ACGT_BYTES):
+    if not raw.translate(None, ACGT_BYTES):
         return rel
     # 0/1 bytes viewed as bool: numpy's nonzero is ~40x faster on bool than on uint8
-    where = np.flatnonzero(np.frombuffer(raw.translate(_AMBIGUOUS), dtype=bool))
+    where = np.flatnonzero(np.frombuffer(raw.translate(AMBIGUOUS_FLAG), dtype=bool))
     n_ambiguous = np.searchsorted(where, rel + spec.length) - np.searchsorted(where, rel)
     n_frac = n_ambiguous / spec.length
     return rel[n_frac <= spec.max_n_fraction]
