@@ -45,6 +45,7 @@ __all__ = [
     "fetch_bytes",
     "list_links",
     "parse_checksum",
+    "parse_md5sums",
 ]
 
 SCHEMES = ("http", "https", "ftp")
@@ -104,6 +105,16 @@ class RateLimiter:
 
 
 # --------------------------------------------------------------------------- integrity
+
+
+def parse_md5sums(text: str) -> dict[str, str]:
+    """An `md5sum` listing (UCSC's md5sum.txt, an NCBI package's) -> {file name: md5}."""
+    sums = {}
+    for line in text.splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2:
+            sums[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
+    return sums
 
 
 def check_gzip(path: str | os.PathLike[str], name: str | None = None) -> None:

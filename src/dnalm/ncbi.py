@@ -24,7 +24,14 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from dnalm.download import DownloadError, RateLimiter, download, fetch_bytes, list_links
+from dnalm.download import (
+    DownloadError,
+    RateLimiter,
+    download,
+    fetch_bytes,
+    list_links,
+    parse_md5sums,
+)
 
 __all__ = [
     "ASSEMBLY_ACCESSION",
@@ -188,12 +195,7 @@ def _package_md5s(zf: zipfile.ZipFile) -> dict[str, str]:
     names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "md5sum.txt"]
     if not names:
         return {}
-    sums = {}
-    for line in zf.read(names[0]).decode("utf-8", "replace").splitlines():
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2:
-            sums[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
-    return sums
+    return parse_md5sums(zf.read(names[0]).decode("utf-8", "replace"))
 
 
 def download_assembly(

@@ -194,7 +194,7 @@ def ucsc_files(assembly: str, chroms: tuple[str, ...], base: str = UCSC_URL) -> 
 
 def _ucsc_md5(url: str, settings: AcquireSettings, log: logging.Logger) -> str | None:
     """The md5 that UCSC publishes beside a file (md5sum.txt), or None with a warning."""
-    from dnalm.download import DownloadError, fetch_bytes
+    from dnalm.download import DownloadError, fetch_bytes, parse_md5sums
 
     folder, _, name = url.rpartition("/")
     try:
@@ -202,10 +202,9 @@ def _ucsc_md5(url: str, settings: AcquireSettings, log: logging.Logger) -> str |
     except DownloadError as err:
         log.warning("%s: no md5sum.txt to verify against (%s)", url, err)
         return None
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("*").removeprefix("./") == name:
-            return f"md5:{parts[0]}"
+    md5 = parse_md5sums(text).get(name)
+    if md5:
+        return f"md5:{md5}"
     log.warning("%s: not listed in %s/md5sum.txt; not verified", url, folder)
     return None
 
