@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,19 @@ def write_genome(directory: Path, name: str, records: list[tuple[str, str]]) -> 
     normalise_fasta(raw, out)
     raw.unlink()
     return out
+
+
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    configfile: Path | None = None,
+    cores: int = 1,
+    timeout: int = 600,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """A real `snakemake` of this repository's workflow, run in `workdir` as a user would."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir)]
+    if configfile is not None:  # before --cores: --configfile takes every word up to the next flag
+        cmd += ["--configfile", str(configfile)]
+    cmd += ["--cores", str(cores)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)

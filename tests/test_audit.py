@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, write_genome
+from conftest import ROOT, run_snakemake, write_genome
 
 from dnalm import audit
 from dnalm.audit import (
@@ -263,9 +262,7 @@ def _workdir(tmp_path: Path, sheet: list[dict], audit_cfg: dict) -> Path:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir)]
-    cmd += ["--configfile", str(workdir / "config.yaml"), "--cores", "1", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return run_snakemake(workdir, *args, configfile=workdir / "config.yaml")
 
 
 def test_audit_is_planned_for_every_task(tmp_path: Path) -> None:

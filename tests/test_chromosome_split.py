@@ -9,13 +9,12 @@ chromosomes of those genomes, keeping their other chromosomes, and say so in cor
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, SHARED_DATA
+from conftest import SHARED_DATA, run_snakemake
 
 NONVIRAL = SHARED_DATA / "genomes" / "nonviral"
 GENOMES = {  # genome -> (label, FASTA)
@@ -62,9 +61,7 @@ def records(frame: pd.DataFrame) -> set[tuple[str, str]]:
 def snakemake(workdir: Path, cfg: dict, *targets: str) -> subprocess.CompletedProcess:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2"]
-    cmd += ["-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(path)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return run_snakemake(workdir, *targets, configfile=path, cores=2)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -18,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, SHARED_DATA, run_snakemake
 
 from dnalm.download import (
     DownloadChecksumError,
@@ -499,13 +497,7 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
         "genomic_benchmarks_url": server.url("/gb/{dataset}.zip"),
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    dry = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile")]
-        + ["-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    dry = run_snakemake(tmp_path, "-n", configfile=tmp_path / "config.yaml", timeout=120)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert server.requests == []  # parsing and planning never download
     targets = [f"resources/genomes/{g}.fa.gz" for g in ("mito", "ecoli", "sars")]
@@ -516,13 +508,7 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
             for cls in ("a", "b"):
                 zf.writestr(f"toy/{split}/{cls}/{split}{cls}.txt", "ACGT")
     server.routes["/gb/toy.zip"] = serve(archive.getvalue())
-    run = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "-s", str(ROOT / "Snakefile")]
-        + [*targets, "-d", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_snakemake(tmp_path, *targets, configfile=tmp_path / "config.yaml", timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     assert len(server.hits("/flaky/ecoli.fna.gz")) == 3
     assert dict(read_fasta(tmp_path / "resources/genomes/mito.fa.gz")) == dict(read_fasta(MITO))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, SHARED_DATA, run_snakemake
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -428,10 +426,10 @@ def test_parquet_written_atomically(tmp_path):
 
 def snakemake(tmp_path, config: dict, *targets: str, dry: bool = True):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    args = [sys.executable, "-m", "snakemake", *targets, "--cores", "1"]
-    args += ["-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
-    args += ["--configfile", str(tmp_path / "config.yaml")] + (["-n"] if dry else [])
-    return subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    args = [*targets, "-n"] if dry else list(targets)
+    return run_snakemake(
+        tmp_path, *args, configfile=tmp_path / "config.yaml", timeout=300, cwd=tmp_path
+    )
 
 
 def mixed_config(tmp_path) -> dict:

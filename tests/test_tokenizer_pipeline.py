@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_snakemake
 
 from dnalm.corpus import window_sequences
 from dnalm.shards import TokenShard
@@ -49,21 +48,7 @@ def sheet() -> str:
 def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (workdir / "genomes.tsv").write_text(sheet())
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return run_snakemake(workdir, *args, configfile=workdir / "config.yaml", cores=2)
 
 
 def test_kmer_and_bpe_tokenizers_and_shards(tmp_path):
