@@ -19,7 +19,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from logging import Logger, getLogger
@@ -208,15 +207,6 @@ class BatchSampler:
         return self._order[i * self.batch_size : (i + 1) * self.batch_size]
 
 
-def batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
-    """Endless shuffled epochs over n rows (`BatchSampler` from step 0)."""
-    sampler = BatchSampler(n, batch_size, seed)
-    step = 0
-    while True:
-        yield sampler.rows(step)
-        step += 1
-
-
 def micro_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """A global batch cut into forward passes of `batch_size` rows (gradient accumulation)."""
     return [rows[lo : lo + batch_size] for lo in range(0, len(rows), batch_size)]
@@ -402,6 +392,11 @@ def lm_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(input ids, LM labels) for some rows; padding is ignored by the loss (label -100)."""
     ids, mask = shard.batch(rows, pad_id, length)
+    return lm_tensors(ids, mask, device)
+
+
+def lm_tensors(ids: np.ndarray, mask: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and their LM labels on `device`: padding gets label -100, which the loss skips."""
     ids_t = torch.from_numpy(ids).to(device)
     return ids_t, ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
 
@@ -532,8 +527,7 @@ def pretrain_lm(
                     pad_id=pad_id,
                     complement=complement,
                 )
-                ids_t = torch.from_numpy(ids).to(device)
-                labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+                ids_t, labels = lm_tensors(ids, mask, device)
                 share = rank_share(int(np.maximum(mask.sum(axis=1) - 1, 0).sum()), total)
                 with sync_gradients(net, k == len(parts) - 1):
                     with autocast(device):
