@@ -16,9 +16,11 @@ Job parameters (every path relative to the working directory):
   (tokenizer directory), `shards` (split -> token shard prefix), `outputs`, `log` (log file or
   null), `threads` (threads of the whole job), `nproc` (processes, default 1) and `backend`
   (null = nccl on CUDA, gloo on the CPU).
-- both stages, optional: `checkpoint` (a directory outside the outputs: the resumable state
-  is saved there every `train.checkpoint_every` steps, resumed when its recorded settings match,
-  and deleted once the outputs are written).
+- both stages, optional: `gpus` (the rule's `resources.gpu`, default 0: the job first takes that
+  many devices of this machine for itself and its ranks, `dnalm.gpus.claim_gpus`) and
+  `checkpoint` (a directory outside the outputs: the resumable state is saved there every
+  `train.checkpoint_every` steps, resumed when its recorded settings match, and deleted once the
+  outputs are written).
 - pretrain: `shards` train and val; `outputs` dir (save_pretrained directory), curve, summary.
 - finetune: `shards` train, val and test; `init` (pretrained or scratch), `pretrained` (model
   directory, for init pretrained), `seed`, `task`, `test_windows` (parquet); `outputs` metrics,
@@ -28,6 +30,7 @@ Job parameters (every path relative to the working directory):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dnalm.gpus import GpuClaim, claim_gpus
 from dnalm.runtime import THREAD_ENV_VARS, job_log, limit_threads, pick_device
 
 STAGES = ("pretrain", "finetune")
@@ -57,6 +61,9 @@ def check_params(stage: str, params: dict[str, Any], source: str = "job paramete
     nproc = params.get("nproc", 1)
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"{source}: nproc must be a positive integer, not {nproc!r}")
+    gpus = params.get("gpus", 0)
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+        raise ValueError(f"{source}: gpus must be a whole number (0 or more), not {gpus!r}")
     if params.get("backend") not in (None, "gloo", "nccl"):
         raise ValueError(f"{source}: backend must be gloo or nccl, not {params['backend']!r}")
     batch_size = params["train"].get("batch_size", 0)
@@ -70,14 +77,29 @@ def check_params(stage: str, params: dict[str, Any], source: str = "job paramete
 def run_job(stage: str, params: dict[str, Any]) -> None:
     """Run one job here, or under torchrun when it asks for several processes.
 
-    Inside a torchrun worker (`WORLD_SIZE` set) the job always runs here, as one rank.
+    Inside a torchrun worker (`WORLD_SIZE` set) the job always runs here, as one rank, on the
+    devices its launcher claimed. Otherwise the job first claims its `gpus` devices of this
+    machine (none for `device: cpu`), which then hides every other device from it and its ranks.
     """
     check_params(stage, params)
     nproc = int(params.get("nproc", 1))
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        launch_torchrun(stage, params, nproc)
-    else:
+    if "WORLD_SIZE" in os.environ:
         _run_here(stage, params)
+        return
+    gpus = 0 if params.get("device", "auto") == "cpu" else int(params.get("gpus", 0))
+    label = params.get("log") or f"{stage} job"
+    with contextlib.ExitStack() as stack:
+        try:
+            claim = stack.enter_context(
+                claim_gpus(gpus, setting=f"resources.{stage}.gpu", label=label)
+            )
+        except Exception as err:  # the job log must say why the job never started
+            _log_failure(params.get("log"), f"{stage}: {err}")
+            raise
+        if nproc > 1:
+            launch_torchrun(stage, params, nproc, claim)
+        else:
+            _run_here(stage, params, claim.note)
 
 
 def torchrun_command(stage: str, params_file: str | Path, nproc: int) -> list[str]:
@@ -97,12 +119,16 @@ def torchrun_command(stage: str, params_file: str | Path, nproc: int) -> list[st
     ]
 
 
-def launch_torchrun(stage: str, params: dict[str, Any], nproc: int) -> None:
+def launch_torchrun(
+    stage: str, params: dict[str, Any], nproc: int, claim: GpuClaim | None = None
+) -> None:
     """Run the job on `nproc` local processes; their output (every rank's) goes to the job log.
 
     The job's threads are shared out between the processes, so N ranks never oversubscribe the
-    cores Snakemake gave the job.
+    cores Snakemake gave the job. torchrun inherits the `claim`'s locks, so its devices stay
+    taken until it ends even if this process is killed first.
     """
+    claim = claim or GpuClaim()
     threads = max(1, int(params.get("threads", 1)) // nproc)
     worker = {**params, "threads": threads, "nproc": nproc, "log": None}
     env = {**os.environ, **{var: str(threads) for var in THREAD_ENV_VARS}}
@@ -112,14 +138,23 @@ def launch_torchrun(stage: str, params: dict[str, Any], nproc: int) -> None:
         params_file.write_text(json.dumps(worker, indent=2) + "\n")
         cmd = torchrun_command(stage, params_file, nproc)
         if log_path is None:
-            proc = subprocess.run(cmd, env=env, check=False)
+            if claim.note:
+                print(f"{stage}: {claim.note}", file=sys.stderr, flush=True)
+            proc = subprocess.run(cmd, env=env, check=False, pass_fds=claim.fds)
         else:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "w") as log:
+                if claim.note:
+                    log.write(f"{stage}: {claim.note}\n")
                 log.write(f"{stage}: {nproc} processes x {threads} thread(s): {' '.join(cmd)}\n")
                 log.flush()
                 proc = subprocess.run(
-                    cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+                    cmd,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    pass_fds=claim.fds,
                 )
     if proc.returncode != 0:
         where = f"; see {log_path}" if log_path else ""
@@ -129,11 +164,13 @@ def launch_torchrun(stage: str, params: dict[str, Any], nproc: int) -> None:
         )
 
 
-def _run_here(stage: str, params: dict[str, Any]) -> None:
+def _run_here(stage: str, params: dict[str, Any], gpu_note: str | None = None) -> None:
     """One process (or one torchrun rank): set threads, join the group, train, leave the group."""
     threads = limit_threads(int(params.get("threads", 1)))
     main_rank = int(os.environ.get("RANK", "0")) == 0
     with job_log(params.get("log")) as log:
+        if gpu_note:
+            log.info("%s", gpu_note)
         if not main_rank:  # rank 0 reports progress; the others only problems
             from transformers.utils import logging as hf_logging
 
@@ -364,6 +401,12 @@ def _checkpoint(params: dict[str, Any], cfg, log: logging.Logger, **extra: Any):
         weights = Path(params["pretrained"]) / "model.safetensors"
         extra["pretrained"] = {"path": str(weights), "mtime_ns": weights.stat().st_mtime_ns}
     return Checkpoint(params["checkpoint"], fingerprint(cfg, **extra), log)
+
+
+def _log_failure(log_path: str | Path | None, message: str) -> None:
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text(message + "\n")
 
 
 def _processes(world: int) -> str:

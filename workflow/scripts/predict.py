@@ -1,12 +1,23 @@
-"""predict: per-record and per-window class probabilities (TSV and BED) for one FASTA."""
+"""predict: per-record and per-window class probabilities (TSV and BED) for one FASTA.
 
+With `resources.gpu` > 0 the job first claims its own device(s) of this machine (dnalm.gpus),
+before CUDA starts in this process.
+"""
+
+from dnalm.gpus import claim_gpus
 from dnalm.runtime import job_log, limit_threads, pick_device
 
 limit_threads(snakemake.threads)
 
 from dnalm.predict import load_classifier, predict_fasta, training_window  # noqa: E402
 
-with job_log(snakemake.log[0]) as log:
+gpus = 0 if snakemake.params.device == "cpu" else int(snakemake.resources.gpu)
+with (
+    job_log(snakemake.log[0]) as log,
+    claim_gpus(gpus, setting="resources.predict.gpu", label=snakemake.log[0], log=log) as claim,
+):
+    if claim.note:
+        log.info("%s", claim.note)
     device = pick_device(snakemake.params.device)
     model, tokenizer = load_classifier(snakemake.input.model, device)
     window = training_window(snakemake.input.model)

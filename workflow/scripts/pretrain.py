@@ -1,6 +1,7 @@
 """pretrain: next-token language modelling on the pretraining corpus.
 
-A job with more than one GPU (`resources.gpu`) runs under torchrun, one DDP rank per GPU.
+A job with more than one GPU (`resources.gpu`) runs under torchrun, one DDP rank per GPU; the
+job first claims that many devices of this machine for itself (dnalm.gpus).
 """
 
 from pathlib import Path
@@ -25,6 +26,7 @@ run_job(
         "checkpoint": snakemake.params.checkpoint,
         "log": snakemake.log[0],
         "threads": snakemake.threads,
+        "gpus": int(snakemake.resources.gpu),
         "nproc": max(1, int(snakemake.resources.gpu)),
     },
 )

@@ -1,7 +1,8 @@
 """finetune / scratch: train one classifier (init from pretrained weights or random), select on
 validation, score the test split once.
 
-A job with more than one GPU (`resources.gpu`) runs under torchrun, one DDP rank per GPU.
+A job with more than one GPU (`resources.gpu`) runs under torchrun, one DDP rank per GPU; the
+job first claims that many devices of this machine for itself (dnalm.gpus).
 """
 
 from pathlib import Path
@@ -37,6 +38,7 @@ run_job(
         "checkpoint": snakemake.params.checkpoint,
         "log": snakemake.log[0],
         "threads": snakemake.threads,
+        "gpus": int(snakemake.resources.gpu),
         "nproc": max(1, int(snakemake.resources.gpu)),
     },
 )
