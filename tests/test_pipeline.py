@@ -151,8 +151,24 @@ def check_results(workdir: Path, config: dict) -> pd.DataFrame:
     return runs
 
 
+def plan_after(workdir: Path, config: dict, change=None, sheet: list[dict] | None = None) -> dict:
+    """The dry-run plan after one change to the config (`change` edits a copy) or the sheet;
+    the finished run's config and sheet are put back afterwards, whatever happens."""
+    changed = json.loads(json.dumps(config))
+    if change is not None:
+        change(changed)
+    try:
+        write_workdir(workdir, changed, sheet if sheet is not None else simulated_sheet())
+        return planned_jobs(workdir)
+    finally:
+        write_workdir(workdir, config, simulated_sheet())
+
+
 def test_simulated_chain_end_to_end(tmp_path):
     config = tiny_config("config/genomes.tsv")
+    # gpt-micro reads 2-mers, so a tokenizer change can be seen to leave hyena-micro alone
+    config["tokenizers"]["kmer"] = {"kind": "kmer", "k": 2}
+    config["models"]["gpt-micro"]["tokenizer"] = "kmer"
     write_workdir(tmp_path, config, simulated_sheet())
     snakemake(tmp_path)
     runs = check_results(tmp_path, config)
@@ -189,26 +205,51 @@ def test_simulated_chain_end_to_end(tmp_path):
     assert len(records) == 6
     assert ((records["prob_host"] + records["prob_virus"]).round(4) == 1).all()
 
-    # a rerun has nothing to do
+    # Reruns are incremental: what each change reruns, exactly (1 task x 2 models x 2 seeds).
+    # provenance keeps the whole config as a param, so any config change reruns it (cheap), and
+    # `all` is counted whenever any of its inputs is remade.
     assert planned_jobs(tmp_path) == {}
-    # changing only a fine-tuning parameter reruns fine-tuning and what depends on it
-    changed = json.loads(json.dumps(config))
-    changed["finetune"]["lr"] = 5.0e-4
-    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
-    jobs = planned_jobs(tmp_path)
-    assert jobs.pop("finetune") == 4 and jobs.pop("scratch") == 4
-    assert set(jobs) <= {"aggregate", "predict", "provenance", "all"}, jobs
-
-    # changing a task's windowing redoes that task's windows onward, never pretraining
-    changed = json.loads(json.dumps(config))
-    changed["tasks"]["virus_vs_host"]["max_windows_per_genome"] = 50
-    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
-    jobs = planned_jobs(tmp_path)
-    assert jobs.get("task_windows") == 1
-    assert not {"acquire_genome", "split_groups", "pretrain_windows", "pretrain"} & set(jobs), jobs
+    tail = {"aggregate": 1, "provenance": 1, "all": 1}
+    # a fine-tuning setting: every run and the prediction from one of them
+    plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(lr=5.0e-4))
+    assert plan == {"finetune": 4, "scratch": 4, "predict": 1, **tail}, plan
+    # a task's windowing: its windows, audit and tokens onward; never the split or pretraining
+    plan = plan_after(
+        tmp_path, config, lambda c: c["tasks"]["virus_vs_host"].update(max_windows_per_genome=50)
+    )
+    task_tokens = 3 * 2  # train/val/test x 2 tokenizers
+    expected = {"task_windows": 1, "audit": 1, "tokenize": task_tokens, "predict": 1}
+    assert plan == {**expected, "finetune": 4, "scratch": 4, **tail}, plan
+    # a tokenizer setting (k of gpt-micro's k-mers): that tokenizer's shards (pretraining
+    # train/val + the task's 3 splits), gpt-micro's pretraining and runs; hyena-micro's char
+    # tokens, its runs and the prediction (made with hyena-micro) are left alone
+    plan = plan_after(tmp_path, config, lambda c: c["tokenizers"]["kmer"].update(k=3))
+    expected = {"build_tokenizer": 1, "tokenize": 5, "pretrain": 1, "finetune": 2, "scratch": 2}
+    assert plan == {**expected, **tail}, plan
+    # a pretraining setting: both pretrainings and the runs that start from them, not scratch
+    plan = plan_after(tmp_path, config, lambda c: c["pretrain"].update(lr=1.0e-3))
+    assert plan == {"pretrain": 2, "finetune": 4, "predict": 1, **tail}, plan
+    # a new seed: only its runs (1 finetune + 1 scratch per task x model); the seed list is not
+    # a run's param, so the existing seeds' runs stay
+    plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(seeds=[0, 1, 2]))
+    assert plan == {"finetune": 2, "scratch": 2, **tail}, plan
+    # a new genome (a new group, pretrained on): only it is acquired; the split, both window
+    # sets, every token shard, both pretrainings and every run are redone, since any of them may
+    # change with the new genome
+    new = {
+        "genome": "virus3",
+        "label": "virus",
+        "group": "vfam3",
+        "source": "simulated:virus?length=12000&family=3&seed=3",
+        "pretrain": "true",
+    }
+    plan = plan_after(tmp_path, config, sheet=[*simulated_sheet(), new])
+    expected = {"acquire_genome": 1, "split_groups": 1, "pretrain_windows": 1, "task_windows": 1}
+    expected |= {"audit": 1, "tokenize": 2 * 5, "pretrain": 2, "finetune": 4, "scratch": 4}
+    assert plan == {**expected, "predict": 1, **tail}, plan
+    assert planned_jobs(tmp_path) == {}  # every case put the finished run's config back
 
     # the report builds from the finished run
-    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     snakemake(tmp_path, "--report", str(tmp_path / "report.zip"))
     assert (tmp_path / "report.zip").stat().st_size > 50_000
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_snakemake, write_genome
 
 
 def run(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -43,6 +45,10 @@ SHEET = (
     + "".join(f"v{i}\tvirus\tvf{i}\tsimulated:virus?length=5000&family={i}\n" for i in range(3))
     + "".join(f"h{i}\thost\thf{i}\tsimulated:host?length=8000&family={i}\n" for i in range(3))
 )
+
+
+DEFAULT_CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+WINDOW = {"length": 64, "stride": 64}
 
 
 def _drop_line(sheet: str, prefix: str) -> str:
@@ -88,6 +94,74 @@ CASES = {
         {"models": {"m": {"arch": "gpt", "size": "micro", "tokenizer": "bpe"}}},
         "tokenizer 'bpe'",
     ),
+    # simulated lengths are known from the source (host genomes: 8,000 bp): caught before
+    # max_seq_len, and before acquiring anything
+    "window longer than every genome of a label": (
+        SHEET,
+        {
+            "tasks": {
+                "t": {
+                    "labels": ["host", "virus"],
+                    "window": {"length": 6000, "stride": 6000},
+                }
+            }
+        },
+        "task 't': window length 6,000 is longer than every genome labelled 'virus' (the "
+        "longest, 'v0', has at most 5,000 bp), so it would get no window; set "
+        "tasks.t.window.length to at most 5,000",
+    ),
+    "pretraining window longer than every genome": (
+        SHEET,
+        {"pretrain_corpus": {"window": {"length": 9000, "stride": 9000}}},
+        "pretrain_corpus: window length 9,000 is longer than every pretraining genome",
+    ),
+    "sheet label not in the task's labels": (
+        SHEET.replace("\tvirus\tvf0", "\tphage\tvf0"),
+        {},
+        "sheet labels ['phage'] are missing from the task's labels ['host', 'virus']",
+    ),
+    "task label without a genome": (
+        SHEET,
+        {"tasks": {"t": {"labels": ["host", "virus", "phage"], "window": WINDOW}}},
+        "label(s) ['phage'] of the task's labels have no genome in the sheet",
+    ),
+    "task genome not in the sheet": (
+        SHEET,
+        {"tasks": {"t": {"genomes": ["v0", "h0", "zz"], "window": WINDOW}}},
+        "task 't' names genome(s) not in the sheet: ['zz']",
+    ),
+    "missing local genome file": (
+        SHEET.replace("simulated:virus?length=5000&family=2", "fasta/v2.fa"),
+        {},
+        "genomes.tsv, genome 'v2': source file fasta/v2.fa does not exist",
+    ),
+    "no pretraining genome": (
+        "".join(
+            line + ("\tpretrain\n" if i == 0 else "\tno\n")
+            for i, line in enumerate(SHEET.splitlines())
+        ),
+        {},
+        "no genome feeds pretraining",
+    ),
+    "header-only sheet": ("genome\tlabel\tgroup\tsource\n", {}, "no genomes, only a header"),
+    "negative steps": (
+        SHEET,
+        {"finetune": {**DEFAULT_CONFIG["finetune"], "steps": -5}},
+        "On instance['finetune']['steps']",
+    ),
+    "predict seed not trained": (
+        SHEET,
+        {
+            "predict": {
+                "samples": {"s": "simulated:metagenome"},
+                "task": "virus_vs_host",
+                "model": "hyena-micro",
+                "init": "pretrained",
+                "seed": 9,
+            }
+        },
+        "predict.seed 9 is not among finetune.seeds",
+    ),
 }
 
 
@@ -116,6 +190,37 @@ def test_bad_input_fails_at_parse_time(tmp_path, case):
     text = out.stdout + out.stderr
     assert message in text, text[-3000:]
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("kind", ["plain", "bgzip", "gzip"])
+def test_window_longer_than_local_genomes(tmp_path, kind):
+    """A local genome's longest record is bounded by a plain FASTA's size or read from a bgzip
+    FASTA's .fai; a gzip FASTA without an index is unknown until acquired, so it passes."""
+    rng = random.Random(0)
+    sheet = SHEET
+    for i, length in enumerate((300, 400, 500)):
+        records = [(f"r{i}", "".join(rng.choice("ACGT") for _ in range(length)))]
+        if kind == "bgzip":
+            path = write_genome(tmp_path, f"v{i}", records)
+        else:
+            path = tmp_path / f"v{i}.fa{'.gz' if kind == 'gzip' else ''}"
+            text = f">{records[0][0]}\n{records[0][1]}\n".encode()
+            path.write_bytes(gzip.compress(text) if kind == "gzip" else text)
+        sheet = sheet.replace(f"simulated:virus?length=5000&family={i}", path.name)
+    config = {**DEFAULT_CONFIG, "genomes": "genomes.tsv"}
+    config.pop("predict")
+    config["tasks"] = {"t": {"labels": ["host", "virus"], "window": {"length": 800, "stride": 800}}}
+    (tmp_path / "genomes.tsv").write_text(sheet)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = run_snakemake(tmp_path, "-n", configfile=tmp_path / "config.yaml", timeout=300)
+    text = out.stdout + out.stderr
+    if kind == "gzip":
+        assert out.returncode == 0, text[-3000:]
+        return
+    bound = 500 if kind == "bgzip" else (tmp_path / "v2.fa").stat().st_size
+    assert out.returncode != 0
+    message = f"every genome labelled 'virus' (the longest, 'v2', has at most {bound:,} bp)"
+    assert message in text, text[-3000:]
 
 
 def test_study_config_dry_run_offline():

@@ -23,6 +23,7 @@ rule acquire_genome:
     resources:
         mem_mb=2000,
         runtime=acquire_runtime,
+        ncbi=ncbi_slots,
     params:
         source=lambda wc: GENOMES.loc[wc.genome, "source"],
         checksum=lambda wc: GENOMES.loc[wc.genome, "checksum"],

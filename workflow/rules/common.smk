@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from dnalm.labelled import source_paths
 from dnalm.model_sizes import MODEL_SIZES
+from dnalm.simulate import parse_simulated_source
 from dnalm.sources import parse_source
 from dnalm.tokenization import check_tokenizer_spec
 from dnalm.windows import split_groups
@@ -48,6 +49,15 @@ def read_genome_sheet(path):
         parse_source(s, f"{path}, genome {g!r}").kind
         for g, s in zip(sheet["genome"], sheet["source"])
     ]
+    if sheet.empty:
+        raise WorkflowError(
+            f"{path}: no genomes, only a header; add one row per genome"
+        )
+    if not sheet["pretrain"].any():
+        raise WorkflowError(
+            f"{path}: no genome feeds pretraining (the pretrain column is false everywhere); "
+            "set pretrain to true for at least one genome"
+        )
     return sheet.set_index("genome", drop=False)
 
 
@@ -87,6 +97,35 @@ def check_config():
                 f"model {name!r}: unknown size {spec['size']!r} for arch {spec['arch']!r}; "
                 f"choose one of {', '.join(MODEL_SIZES[spec['arch']])}"
             )
+    for genome, row in GENOMES.iterrows():
+        source = row["source"]
+        if (
+            row["kind"] == "local"
+            and not is_rule_output(source)
+            and not Path(source).exists()
+        ):
+            raise WorkflowError(
+                f"{config['genomes']}, genome {genome!r}: source file {source} does not exist "
+                "(paths are relative to the working directory)"
+            )
+    # before max_seq_len: a window no genome can hold is the first thing to change
+    check_window_fits(
+        "pretrain_corpus",
+        "pretraining genome",
+        pretrain_genomes(),
+        config["pretrain_corpus"]["window"]["length"],
+        "pretrain_corpus.window.length",
+    )
+    for task in GENOME_TASKS:
+        genomes = GENOMES.loc[GENOMES.index.intersection(task_genomes(task))]
+        for label, of_label in genomes.groupby("label"):
+            check_window_fits(
+                f"task {task!r}",
+                f"genome labelled {label!r}",
+                list(of_label.index),
+                TASKS[task]["window"]["length"],
+                f"tasks.{task}.window.length",
+            )
     longest = max(
         [config["pretrain_corpus"]["window"]["length"]]
         + [TASKS[t]["window"]["length"] for t in GENOME_TASKS]
@@ -113,6 +152,12 @@ def check_config():
             raise WorkflowError(
                 f"task {task!r}: sheet labels {sorted(found - set(labels))} are missing from the "
                 f"task's labels {labels}"
+            )
+        if labels and set(labels) - found:
+            raise WorkflowError(
+                f"task {task!r}: label(s) {sorted(set(labels) - found)} of the task's labels "
+                f"have no genome in the sheet; remove them from tasks.{task}.labels or add "
+                "genomes with them"
             )
         if len(found) < 2:
             raise WorkflowError(
@@ -153,6 +198,42 @@ def check_config():
                     f"simulated:metagenome, not a {kind} source; download it first (or add it "
                     "to the genome sheet and predict on resources/genomes/<genome>.fa.gz)"
                 )
+
+
+def longest_record_bound(genome):
+    """An upper bound of the genome's longest record, known without acquiring it: a
+    simulated genome's total length, a local file's up-to-date .fai, or a plain FASTA's size
+    in bytes; None (unknown until acquired) for downloads and compressed files without an
+    index."""
+    row = GENOMES.loc[genome]
+    if row["kind"] == "simulated":
+        return parse_simulated_source(row["source"]).length
+    path = Path(row["source"])
+    if row["kind"] != "local" or not path.exists():
+        return None
+    fai = Path(f"{path}.fai")
+    if fai.exists() and fai.stat().st_mtime >= path.stat().st_mtime:
+        lengths = pd.read_csv(fai, sep="\t", header=None, usecols=[1])[1]
+        return int(lengths.max()) if len(lengths) else 0
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"
+    return None if compressed else path.stat().st_size
+
+
+def check_window_fits(where, what, genomes, length, key):
+    """A window longer than every genome of a label (or of the pretraining corpus) gives that
+    label no window: fail now, not after acquiring every genome. Genomes of unknown length
+    (downloads) make the check pass; their windows job checks them once acquired."""
+    bounds = {g: longest_record_bound(g) for g in genomes}
+    if not bounds or None in bounds.values():
+        return
+    longest = max(bounds, key=bounds.get)
+    if bounds[longest] < length:
+        raise WorkflowError(
+            f"{where}: window length {length:,} is longer than every {what} (the longest, "
+            f"{longest!r}, has at most {bounds[longest]:,} bp), so it would get no window; set "
+            f"{key} to at most {bounds[longest]:,} or add longer genomes"
+        )
 
 
 def task_labels(task):
@@ -302,6 +383,12 @@ def source_urls(wildcards):
 def acquire_runtime(wildcards):
     """Minutes: a download (a whole human genome, say) needs far longer than a local file."""
     return 240 if GENOMES.loc[wildcards.genome, "kind"] in SOURCE_URL_KEYS else 30
+
+
+def ncbi_slots(wildcards):
+    """1 for a job that talks to NCBI: with `--resources ncbi=1` (the SLURM profile) one runs at
+    a time, so E-utilities' per-IP rate holds across jobs."""
+    return int(GENOMES.loc[wildcards.genome, "kind"] in ("ncbi", "assembly", "refseq"))
 
 
 def benchmark_references(wildcards):

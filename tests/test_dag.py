@@ -1,0 +1,134 @@
+"""`snakemake --rulegraph` and `--dag` render through graphviz for every shipped config, and the
+committed docs/rulegraph.svg is the default config's live rule graph."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+import pytest
+import yaml
+from conftest import ROOT, SHARED_DATA, run_snakemake
+
+SVG = "{http://www.w3.org/2000/svg}"
+COMMITTED = ROOT / "docs" / "rulegraph.svg"
+# The README's command for docs/rulegraph.svg (kept in step with the README's `### The DAG`).
+COMMAND = "snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg"
+
+CORE = {
+    "acquire_genome",
+    "split_groups",
+    "task_windows",
+    "pretrain_windows",
+    "audit",
+    "build_tokenizer",
+    "tokenize",
+    "pretrain",
+    "finetune",
+    "scratch",
+    "aggregate",
+    "provenance",
+    "all",
+}
+CONFIGS = {
+    # simulated genomes and a simulated metagenome to predict on
+    "config/config.yaml": CORE | {"simulate_sample", "predict"},
+    # + GenomicBenchmarks datasets (downloaded or rebuilt) as labelled-sequence tasks
+    "config/study.yaml": CORE | {"genomic_benchmark", "labelled_windows"},
+    # + labelled tasks read from ../shared/data
+    "config/real_cpu.yaml": CORE | {"labelled_windows"},
+}
+
+
+@functools.cache
+def render(configfile: str, graph: str) -> ET.Element:
+    """The graph as graphviz draws it: `snakemake <graph> | dot -Tsvg`, parsed as XML."""
+    out = run_snakemake(ROOT, graph, configfile=ROOT / configfile, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("digraph"), out.stdout[:500]
+    svg = subprocess.run(
+        ["dot", "-Tsvg"], input=out.stdout, capture_output=True, text=True, timeout=300
+    )
+    assert svg.returncode == 0, svg.stderr[-3000:]
+    return ET.fromstring(svg.stdout)  # raises on anything that is not well-formed XML
+
+
+def nodes(svg: ET.Element) -> dict[str, str]:
+    """Node id -> rule: a node's first text line is its rule (the rest are wildcards)."""
+    found = {}
+    for g in svg.iter(f"{SVG}g"):
+        if g.get("class") == "node":
+            found[g.findtext(f"{SVG}title")] = g.findtext(f"{SVG}text")
+    return found
+
+
+def rule_edges(svg: ET.Element) -> set[tuple[str, str]]:
+    names = nodes(svg)
+    edges = set()
+    for g in svg.iter(f"{SVG}g"):
+        if g.get("class") == "edge":
+            source, target = g.findtext(f"{SVG}title").split("->")
+            edges.add((names[source], names[target]))
+    return edges
+
+
+@pytest.fixture(autouse=True)
+def _needs_dot():
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's `dot` is not installed (Debian/Ubuntu: apt-get install graphviz)")
+
+
+def _needs_data(configfile: str) -> None:
+    if configfile == "config/real_cpu.yaml" and not SHARED_DATA.exists():
+        pytest.skip(f"config/real_cpu.yaml reads {SHARED_DATA}, which is not present")
+
+
+@pytest.mark.parametrize("configfile", sorted(CONFIGS))
+def test_rulegraph_renders(configfile):
+    _needs_data(configfile)
+    svg = render(configfile, "--rulegraph")
+    rules = nodes(svg)
+    assert sorted(rules.values()) == sorted(CONFIGS[configfile])  # one node per rule
+    edges = rule_edges(svg)
+    for edge in [("pretrain", "finetune"), ("tokenize", "scratch"), ("aggregate", "all")]:
+        assert edge in edges, edge
+    assert not any(source == "all" for source, _ in edges)
+    assert ("pretrain", "scratch") not in edges  # scratch never waits for pretraining
+
+
+@pytest.mark.parametrize(
+    "configfile",
+    [
+        "config/config.yaml",
+        # hundreds of jobs: the slowest to lay out (5-10 s each here)
+        pytest.param("config/study.yaml", marks=pytest.mark.slow),
+        pytest.param("config/real_cpu.yaml", marks=pytest.mark.slow),
+    ],
+)
+def test_dag_renders(configfile):
+    _needs_data(configfile)
+    jobs = Counter(nodes(render(configfile, "--dag")).values())
+    assert set(jobs) == CONFIGS[configfile]
+    config = yaml.safe_load((ROOT / configfile).read_text())
+    runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
+    assert jobs["finetune"] == jobs["scratch"] == runs
+    assert jobs["pretrain"] == len(config["models"])
+    assert jobs["all"] == jobs["aggregate"] == jobs["provenance"] == 1
+    if configfile == "config/config.yaml":  # every sheet genome is acquired once
+        rows = (ROOT / config["genomes"]).read_text().splitlines()[1:]
+        assert jobs["acquire_genome"] == sum(bool(r.strip()) and r[0] != "#" for r in rows)
+
+
+def test_committed_rulegraph_is_current():
+    """docs/rulegraph.svg shows today's rules and wiring; if this fails, run the README's
+    command again from the repository root."""
+    committed = ET.parse(COMMITTED).getroot()
+    live = render("config/config.yaml", "--rulegraph")
+    hint = f"docs/rulegraph.svg is stale; regenerate it: {COMMAND}"
+    assert sorted(nodes(committed).values()) == sorted(nodes(live).values()), hint
+    assert rule_edges(committed) == rule_edges(live), hint
+    readme = (ROOT / "README.md").read_text()
+    assert COMMAND in readme and "](docs/rulegraph.svg)" in readme
