@@ -76,7 +76,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Rule -> job count of a dry run (empty when there is nothing to do)."""
     out = snakemake(workdir, "-n", *args)
-    text = out.stdout + out.stderr
+    return job_stats(out.stdout + out.stderr)
+
+
+def job_stats(text: str) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table Snakemake prints before running or dry-running
+    (empty when there is nothing to do)."""
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import ROOT
 from slurm_cluster import SlurmCluster, missing_programs
-from test_pipeline import simulated_sheet, tiny_config, write_workdir
+from test_pipeline import job_stats, simulated_sheet, tiny_config, write_workdir
 
 pytestmark = pytest.mark.slow
 
@@ -100,13 +100,9 @@ def test_pipeline_runs_through_slurm(cluster: SlurmCluster, tmp_path: Path) -> N
     assert (jobs["account"] == "dnalm").all()
     counts = jobs["rule"].value_counts().to_dict()
     log = proc.stdout + proc.stderr
-    table = log.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    planned_jobs = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-        if m.group(1) not in ("total", "all")
-    }
-    assert counts == planned_jobs
+    planned = job_stats(log)
+    planned.pop("all", None)  # the target has no action: it is never submitted
+    assert counts == planned
     assert {"pretrain": 1, "finetune": 1, "scratch": 1, "predict": 1}.items() <= counts.items()
     submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", log))
     assert submitted == set(jobs["job"]), (submitted, set(jobs["job"]))

@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from dnalm.fasta import file_checksum, parse_checksum  # one checksum syntax everywhere
+from dnalm.fasta import file_checksum, is_gzip, parse_checksum  # one checksum syntax everywhere
 
 __all__ = [
     "DownloadChecksumError",
@@ -52,7 +52,6 @@ SCHEMES = ("http", "https", "ftp")
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 CHUNK = 1 << 20
 USER_AGENT = "dnalm/0.1 (python-urllib; https://github.com/dnalm)"
-_GZIP_MAGIC = b"\x1f\x8b"
 _log = logging.getLogger("dnalm")
 
 
@@ -128,11 +127,6 @@ def check_gzip(path: str | os.PathLike[str], name: str | None = None) -> None:
             f"{name or path}: truncated or corrupt gzip ({err}); the download was removed. "
             "The server's file is incomplete: try again later or use another mirror"
         ) from None
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
 
 
 # --------------------------------------------------------------------------- transfer
@@ -345,7 +339,7 @@ def download(
             actual = file_checksum(part, algorithm)
             if actual != digest:
                 raise DownloadChecksumError(url, f"{algorithm}:{digest}", f"{algorithm}:{actual}")
-        if gzip_check and _is_gzip(part):
+        if gzip_check and is_gzip(part):
             check_gzip(part, name=url)
         os.replace(part, dest)
     except BaseException:

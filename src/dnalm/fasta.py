@@ -765,6 +765,12 @@ def _index_paths(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".fai"), path.with_name(path.name + ".gzi")
 
 
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+    """Gzip or bgzip, by the magic bytes (a name's suffix can lie)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
 def open_genome(path: str | os.PathLike[str]) -> pyfaidx.Fasta:
     """Open a normalised genome for random access, using (never rebuilding) its samtools index.
 
@@ -772,8 +778,7 @@ def open_genome(path: str | os.PathLike[str]) -> pyfaidx.Fasta:
     """
     path = Path(path)
     fai, gzi = _index_paths(path)
-    with open(path, "rb") as fh:
-        compressed = fh.read(2) == _GZIP_MAGIC
+    compressed = is_gzip(path)
     missing = [p for p in ([fai, gzi] if compressed else [fai]) if not p.exists()]
     if missing:
         names = ", ".join(str(p) for p in missing)

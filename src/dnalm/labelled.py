@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dnalm.fasta import IUPAC_NUCLEOTIDES, read_fasta
+from dnalm.fasta import IUPAC_NUCLEOTIDES, is_gzip, read_fasta
 from dnalm.windows import SPLITS, WINDOW_COLUMNS, downsample
 
 __all__ = [
@@ -332,9 +332,7 @@ def read_genomic_benchmarks(
 
 def _fasta_headers(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, header text without '>') of every record, in file order."""
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    with gzip.open(path, "rt") if gz else open(path) as fh:
+    with gzip.open(path, "rt") if is_gzip(path) else open(path) as fh:
         for n, line in enumerate(fh, start=1):
             if line.startswith(">"):
                 yield n, line[1:].strip()

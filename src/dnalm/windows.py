@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from dnalm.fasta import ACGT_BYTES, AMBIGUOUS_FLAG, ambiguous_bed_path, record_lengths
+from dnalm.fasta import (
+    ACGT_BYTES,
+    AMBIGUOUS_FLAG,
+    ambiguous_bed_path,
+    is_gzip,
+    record_lengths,
+)
 
 SPLITS = ("train", "val", "test")
 WINDOW_COLUMNS = ["genome", "chrom", "start", "end", "strand", "label", "label_id", "group"]
@@ -77,8 +83,7 @@ def open_indexed(path: str | Path) -> pysam.FastaFile:
     """
     path = Path(path)
     fai, gzi = (path.with_name(path.name + ext) for ext in (".fai", ".gzi"))
-    with open(path, "rb") as fh:
-        compressed = fh.read(2) == b"\x1f\x8b"
+    compressed = is_gzip(path)
     missing = [str(p) for p in ([fai, gzi] if compressed else [fai]) if not p.exists()]
     if missing:
         raise FileNotFoundError(

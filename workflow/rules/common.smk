@@ -8,6 +8,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from dnalm.fasta import is_gzip, record_lengths
 from dnalm.labelled import source_paths
 from dnalm.model_sizes import MODEL_SIZES
 from dnalm.simulate import parse_simulated_source
@@ -213,11 +214,8 @@ def longest_record_bound(genome):
         return None
     fai = Path(f"{path}.fai")
     if fai.exists() and fai.stat().st_mtime >= path.stat().st_mtime:
-        lengths = pd.read_csv(fai, sep="\t", header=None, usecols=[1])[1]
-        return int(lengths.max()) if len(lengths) else 0
-    with open(path, "rb") as handle:
-        compressed = handle.read(2) == b"\x1f\x8b"
-    return None if compressed else path.stat().st_size
+        return max(record_lengths(path).values(), default=0)
+    return None if is_gzip(path) else path.stat().st_size
 
 
 def check_window_fits(where, what, genomes, length, key):
