@@ -23,7 +23,6 @@ from dnalm.labelled import (
     read_source,
     read_table,
     read_viraminer,
-    write_parquet_atomically,
 )
 from dnalm.windows import SPLITS, hold_out_validation_genome
 
@@ -412,13 +411,6 @@ def test_hold_out_validation_genome():
     held = hold_out_validation_genome(roles, seed=0)
     assert (held["role"] == "val").sum() == 1 and held.loc[2, "role"] == "excluded"
     assert hold_out_validation_genome(held, seed=0).equals(held)  # one val is enough
-
-
-def test_parquet_written_atomically(tmp_path):
-    frame = pd.DataFrame({"a": [1, 2]})
-    write_parquet_atomically(frame, tmp_path / "out" / "t.parquet")
-    assert pd.read_parquet(tmp_path / "out" / "t.parquet").equals(frame)
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["t.parquet"]
 
 
 # --------------------------------------------------------------------------- workflow

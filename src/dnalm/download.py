@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from dnalm.fasta import file_checksum, is_gzip, parse_checksum  # one checksum syntax everywhere
+from dnalm.files import atomic_write
 
 __all__ = [
     "DownloadChecksumError",
@@ -383,16 +384,8 @@ def list_links(url: str, pattern: str, **kwargs) -> list[str]:
 
 def concatenate(parts: Iterable[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> Path:
     """Byte-wise concatenation (gzip members concatenate into a valid gzip), atomically."""
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    shutil.copyfileobj(src, out, CHUNK)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return dest
+    with atomic_write(dest, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, CHUNK)
+    return Path(dest)

@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from typing import BinaryIO
 import numpy as np
 import pyfaidx
 import pysam
+
+from dnalm.files import atomic_paths
 
 __all__ = [
     "ACGT_BYTES",
@@ -706,15 +707,16 @@ def normalise_fasta(
         AMBIGUOUS_BED_SUFFIX: bed,
     }
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp.fa.gz", dir=dest.parent)
-    os.close(fd)
-    temps = {suffix: tmp_name + suffix for suffix in final}
-    renamed: list[Path] = []
+    if not ambiguous_bed:
+        del final[AMBIGUOUS_BED_SUFFIX]
     stats = FastaStats()
     counts = np.zeros(256, dtype=np.int64)
     runs: list[tuple[str, np.ndarray, np.ndarray]] = []
-    try:
-        with pysam.BGZFile(tmp_name, "wb") as out:
+    # the data file last: its existence means "complete"
+    order = [s for s in (".gzi", ".fai", AMBIGUOUS_BED_SUFFIX, "") if s in final]
+    with atomic_paths(*(final[s] for s in order)) as paths:
+        temps = dict(zip(order, paths, strict=True))
+        with pysam.BGZFile(str(temps[""]), "wb") as out:
             for record_id, seq in _read_records(Path(src), empty_records, stats.skipped_records):
                 if soft_mask == "upper":
                     seq = seq.upper()
@@ -731,20 +733,18 @@ def normalise_fasta(
                         runs.append((record_id, starts, ends))
                 stats.records += 1
                 stats.lengths[record_id] = len(seq)
-        pysam.faidx(tmp_name)  # writes tmp.fai and tmp.gzi exactly as samtools would
-        order = [".gzi", ".fai"]
+        indexes = {suffix: f"{temps['']}{suffix}" for suffix in (".fai", ".gzi")}
+        try:
+            pysam.faidx(str(temps[""]))  # writes <tmp>.fai and <tmp>.gzi exactly as samtools
+            for suffix, written in indexes.items():
+                os.replace(written, temps[suffix])
+        finally:
+            _remove_quietly(*indexes.values())
         if ambiguous_bed:
             bases = sum(stats.lengths.values())
             _write_ambiguous_bed(temps[AMBIGUOUS_BED_SUFFIX], runs, stats.records, bases)
-            order.append(AMBIGUOUS_BED_SUFFIX)
-        else:
-            _remove_quietly(bed)
-        for suffix in [*order, ""]:  # data file last: its existence means "complete"
-            os.replace(temps[suffix], final[suffix])
-            renamed.append(final[suffix])
-    except BaseException:
-        _remove_quietly(*temps.values(), *renamed)
-        raise
+    if not ambiguous_bed:
+        _remove_quietly(bed)
 
     def both(c: str) -> int:
         return int(counts[ord(c)] + counts[ord(c.lower())])

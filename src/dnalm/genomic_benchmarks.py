@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ import yaml
 
 from dnalm.download import DownloadError, download
 from dnalm.fasta import open_genome, record_lengths
+from dnalm.files import temporary_sibling
 from dnalm.tokenization import reverse_complement  # IUPAC-aware, keeps case
 
 __all__ = [
@@ -265,7 +265,7 @@ def rebuild_dataset(
         refs = dict.fromkeys(classes, Path(references))
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{dataset}.tmp-", dir=out_root))
+    tmp_root = temporary_sibling(out_root / dataset, directory=True)
     try:
         for split in SPLITS:
             (tmp_root / split).mkdir()
@@ -367,7 +367,7 @@ def unpack_archive(
     archive = Path(archive)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.unpack-", dir=out_root))
+    tmp = temporary_sibling(out_root / dataset, directory=True)
     lifted = tmp.with_name(tmp.name + "-root")
     try:
         try:

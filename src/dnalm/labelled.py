@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -45,7 +44,6 @@ __all__ = [
     "read_table",
     "read_viraminer",
     "source_paths",
-    "write_parquet_atomically",
 ]
 
 FORMATS = ("csv", "tsv", "genomic_benchmarks", "viraminer", "fasta")
@@ -753,16 +751,3 @@ def cross_split_duplicates(splits: Mapping[str, pd.DataFrame]) -> dict[str, int]
         name: int(splits[name]["sequence"].str.upper().isin(train).sum())
         for name in ("val", "test")
     }
-
-
-def write_parquet_atomically(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write to a temporary file beside `path`, then rename: never a half-written table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

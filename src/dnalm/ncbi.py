@@ -32,6 +32,7 @@ from dnalm.download import (
     list_links,
     parse_md5sums,
 )
+from dnalm.files import atomic_write
 
 __all__ = [
     "ASSEMBLY_ACCESSION",
@@ -142,49 +143,49 @@ def efetch_nucleotide(
         rate,
         " (API key)" if api_key else "",
     )
-    with tempfile.TemporaryDirectory(prefix=".efetch-", dir=dest.parent) as tmp:
-        part = Path(tmp) / "all.fa"
-        with open(part, "wb") as out:
-            for n, batch in enumerate(batches):
-                form = {
-                    "db": "nuccore",
-                    "id": ",".join(batch),
-                    "rettype": "fasta",
-                    "retmode": "text",
-                    "tool": tool,
-                }
-                if email:
-                    form["email"] = email
-                if api_key:
-                    form["api_key"] = api_key
-                try:
-                    body = download(
-                        url,
-                        Path(tmp) / f"batch{n}.fa",
-                        data=urllib.parse.urlencode(form).encode(),
-                        before_request=limiter.wait,
-                        reuse=False,
-                        gzip_check=False,
-                        retries=retries,
-                        backoff=backoff,
-                        timeout=timeout,
-                        log=log,
-                    )
-                except DownloadError as err:
-                    raise NcbiError(
-                        f"{err} (efetch of {', '.join(batch[:5])}{' ...' if len(batch) > 5 else ''})"
-                    ) from None
-                _check_batch(url, body, batch, log)
-                with open(body, "rb") as src:
-                    last = b"\n"
-                    for line in src:
-                        if line.strip() or out.tell():  # drop leading blank lines only
-                            out.write(line)
-                            last = line[-1:]
-                    if last != b"\n":
-                        out.write(b"\n")
-                body.unlink()
-        os.replace(part, dest)
+    with (
+        tempfile.TemporaryDirectory(prefix=".efetch-", dir=dest.parent) as tmp,
+        atomic_write(dest, "wb") as out,
+    ):
+        for n, batch in enumerate(batches):
+            form = {
+                "db": "nuccore",
+                "id": ",".join(batch),
+                "rettype": "fasta",
+                "retmode": "text",
+                "tool": tool,
+            }
+            if email:
+                form["email"] = email
+            if api_key:
+                form["api_key"] = api_key
+            try:
+                body = download(
+                    url,
+                    Path(tmp) / f"batch{n}.fa",
+                    data=urllib.parse.urlencode(form).encode(),
+                    before_request=limiter.wait,
+                    reuse=False,
+                    gzip_check=False,
+                    retries=retries,
+                    backoff=backoff,
+                    timeout=timeout,
+                    log=log,
+                )
+            except DownloadError as err:
+                raise NcbiError(
+                    f"{err} (efetch of {', '.join(batch[:5])}{' ...' if len(batch) > 5 else ''})"
+                ) from None
+            _check_batch(url, body, batch, log)
+            with open(body, "rb") as src:
+                last = b"\n"
+                for line in src:
+                    if line.strip() or out.tell():  # drop leading blank lines only
+                        out.write(line)
+                        last = line[-1:]
+                if last != b"\n":
+                    out.write(b"\n")
+            body.unlink()
     return dest
 
 
@@ -251,31 +252,24 @@ def download_assembly(
                     "accession (GCF_ = RefSeq, GCA_ = GenBank) and that the assembly is public"
                 )
             sums = _package_md5s(zf)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    for name in members:
-                        digest = hashlib.md5()
-                        with zf.open(name) as src:
-                            last = b"\n"
-                            while chunk := src.read(1 << 20):
-                                digest.update(chunk)
-                                out.write(chunk)
-                                last = chunk[-1:]
-                            if last != b"\n":
-                                out.write(b"\n")
-                        want = sums.get(name)
-                        if want and digest.hexdigest() != want:
-                            raise NcbiError(
-                                f"{url}: {name} fails the package's md5sum.txt (expected {want}, "
-                                f"got {digest.hexdigest()})"
-                            )
-                        log.info("assembly %s: %s", accession, name)
-                os.replace(tmp, dest)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            with atomic_write(dest, "wb") as out:
+                for name in members:
+                    digest = hashlib.md5()
+                    with zf.open(name) as src:
+                        last = b"\n"
+                        while chunk := src.read(1 << 20):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            last = chunk[-1:]
+                        if last != b"\n":
+                            out.write(b"\n")
+                    want = sums.get(name)
+                    if want and digest.hexdigest() != want:
+                        raise NcbiError(
+                            f"{url}: {name} fails the package's md5sum.txt (expected {want}, "
+                            f"got {digest.hexdigest()})"
+                        )
+                    log.info("assembly %s: %s", accession, name)
     except zipfile.BadZipFile:
         head = package.read_bytes()[:200].decode("utf-8", "replace")
         package.unlink()

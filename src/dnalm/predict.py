@@ -50,6 +50,7 @@ from dnalm.fasta import (
     read_fasta,
     sequence_format,
 )
+from dnalm.files import atomic_paths, write_json
 from dnalm.tokenization import SPEC_KEY, encoder_for, tokenizer_spec
 from dnalm.training import autocast
 
@@ -91,9 +92,7 @@ def write_training_info(
             "size": len(tokenizer),
             "vocab_sha256_16": _vocab_digest(tokenizer),
         }
-    tmp = model_dir / (TRAINING_INFO + ".tmp")
-    tmp.write_text(json.dumps(info) + "\n")
-    tmp.replace(model_dir / TRAINING_INFO)
+    write_json(model_dir / TRAINING_INFO, info, indent=None)
 
 
 def training_info(model_dir: str | Path) -> dict:
@@ -407,85 +406,76 @@ def predict_fasta(
         f"weighted_{positive}",
     ]
     win_cols = ["record", "start", "end", *(f"prob_{x}" for x in labels)]
-    finals = [Path(p) for p in (out_records, out_windows, out_bed) if p]
-    temps = [p.with_name(p.name + ".tmp") for p in finals]
-    for p in finals:
-        p.parent.mkdir(parents=True, exist_ok=True)
+    finals = [p for p in (out_records, out_windows, out_bed) if p]
     n_records = 0
     acc: dict = {}
-
-    try:
-        with contextlib.ExitStack() as files:
-            handles = [files.enter_context(open(t, "w", newline="")) for t in temps]
-            rw = csv.writer(handles[0], delimiter="\t", lineterminator="\n")
-            rw.writerow(rec_cols)
-            ww = bed = None
-            rest = handles[1:]
-            if out_windows:
-                ww = csv.writer(rest.pop(0), delimiter="\t", lineterminator="\n")
-                ww.writerow(win_cols)
-            if out_bed:
-                bed = rest.pop(0)
-            bar = files.enter_context(contextlib.closing(_Progress(progress, log)))
-            for batch in _batches(stream_windows(fasta, window, stride), batch_size):
-                encoded = [
-                    e if len(e) else unknown for e in encoder.encode_many([w.seq for w in batch])
-                ]
-                width = max(len(e) for e in encoded)
-                if max_tokens and width > max_tokens:
-                    w = batch[max(range(len(batch)), key=lambda j: len(encoded[j]))]
-                    raise ValueError(
-                        f"{fasta}, record {w.record!r}, window {w.start}-{w.end}: {width} tokens, "
-                        f"more than the model's {max_tokens}; use a shorter --window"
+    # the files close (ExitStack) before atomic_paths moves them into place
+    with atomic_paths(*finals) as temps, contextlib.ExitStack() as files:
+        handles = [files.enter_context(open(t, "w", newline="")) for t in temps]
+        rw = csv.writer(handles[0], delimiter="\t", lineterminator="\n")
+        rw.writerow(rec_cols)
+        ww = bed = None
+        rest = handles[1:]
+        if out_windows:
+            ww = csv.writer(rest.pop(0), delimiter="\t", lineterminator="\n")
+            ww.writerow(win_cols)
+        if out_bed:
+            bed = rest.pop(0)
+        bar = files.enter_context(contextlib.closing(_Progress(progress, log)))
+        for batch in _batches(stream_windows(fasta, window, stride), batch_size):
+            encoded = [
+                e if len(e) else unknown for e in encoder.encode_many([w.seq for w in batch])
+            ]
+            width = max(len(e) for e in encoded)
+            if max_tokens and width > max_tokens:
+                w = batch[max(range(len(batch)), key=lambda j: len(encoded[j]))]
+                raise ValueError(
+                    f"{fasta}, record {w.record!r}, window {w.start}-{w.end}: {width} tokens, "
+                    f"more than the model's {max_tokens}; use a shorter --window"
+                )
+            ids = np.full((len(batch), width), pad, dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for j, e in enumerate(encoded):
+                ids[j, : len(e)] = e
+                mask[j, : len(e)] = 1
+            with autocast(device):
+                logits = model(
+                    input_ids=torch.from_numpy(ids).to(device),
+                    attention_mask=torch.from_numpy(mask).to(device),
+                ).logits
+            probs = torch.softmax(logits.float(), -1).cpu().numpy().astype(np.float64)
+            bar.windows += len(batch)
+            for w, p in zip(batch, probs, strict=True):
+                if not acc:
+                    acc.update(n=0, sum=np.zeros(len(labels)), max=0.0, wsum=0.0, wt=0, cov=0)
+                pp = float(p[pos_index])
+                weight = w.end - max(w.start, acc["cov"])
+                acc["n"] += 1
+                acc["sum"] += p
+                acc["max"] = max(acc["max"], pp)
+                acc["wsum"] += weight * pp
+                acc["wt"] += weight
+                acc["cov"] = w.end
+                if ww:
+                    ww.writerow([w.record, w.start, w.end, *(f"{x:.6f}" for x in p)])
+                if bed:
+                    score = min(1000, max(0, round(pp * 1000)))
+                    name = labels[int(p.argmax())]
+                    bed.write(f"{w.record}\t{w.start}\t{w.end}\t{name}\t{score}\t.\n")
+                if w.length is not None:  # the record's last window
+                    mean = acc["sum"] / acc["n"]
+                    rw.writerow(
+                        [
+                            w.record,
+                            w.length,
+                            acc["n"],
+                            labels[int(mean.argmax())],
+                            *(f"{x:.6f}" for x in mean),
+                            f"{acc['max']:.6f}",
+                            f"{acc['wsum'] / acc['wt']:.6f}",
+                        ]
                     )
-                ids = np.full((len(batch), width), pad, dtype=np.int64)
-                mask = np.zeros_like(ids)
-                for j, e in enumerate(encoded):
-                    ids[j, : len(e)] = e
-                    mask[j, : len(e)] = 1
-                with autocast(device):
-                    logits = model(
-                        input_ids=torch.from_numpy(ids).to(device),
-                        attention_mask=torch.from_numpy(mask).to(device),
-                    ).logits
-                probs = torch.softmax(logits.float(), -1).cpu().numpy().astype(np.float64)
-                bar.windows += len(batch)
-                for w, p in zip(batch, probs, strict=True):
-                    if not acc:
-                        acc.update(n=0, sum=np.zeros(len(labels)), max=0.0, wsum=0.0, wt=0, cov=0)
-                    pp = float(p[pos_index])
-                    weight = w.end - max(w.start, acc["cov"])
-                    acc["n"] += 1
-                    acc["sum"] += p
-                    acc["max"] = max(acc["max"], pp)
-                    acc["wsum"] += weight * pp
-                    acc["wt"] += weight
-                    acc["cov"] = w.end
-                    if ww:
-                        ww.writerow([w.record, w.start, w.end, *(f"{x:.6f}" for x in p)])
-                    if bed:
-                        score = min(1000, max(0, round(pp * 1000)))
-                        name = labels[int(p.argmax())]
-                        bed.write(f"{w.record}\t{w.start}\t{w.end}\t{name}\t{score}\t.\n")
-                    if w.length is not None:  # the record's last window
-                        mean = acc["sum"] / acc["n"]
-                        rw.writerow(
-                            [
-                                w.record,
-                                w.length,
-                                acc["n"],
-                                labels[int(mean.argmax())],
-                                *(f"{x:.6f}" for x in mean),
-                                f"{acc['max']:.6f}",
-                                f"{acc['wsum'] / acc['wt']:.6f}",
-                            ]
-                        )
-                        n_records += 1
-                        bar.record_done(w.length)
-                        acc = {}
-        for tmp, final in zip(temps, finals, strict=True):
-            tmp.replace(final)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
+                    n_records += 1
+                    bar.record_done(w.length)
+                    acc = {}
     return n_records

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dnalm.files import temporary_sibling, write_json
+
 INDEX_DTYPE = np.dtype([("offset", "<i8"), ("length", "<i4"), ("label", "<i4")])
 _FLUSH_ROWS = 65_536
 
@@ -37,7 +39,7 @@ class ShardWriter:
             ext: self.prefix.with_name(f"{self.prefix.name}.{ext}") for ext in ("bin", "idx")
         }
         self._tmp = {
-            ext: self.prefix.with_name(f"{self.prefix.name}.{ext}.tmp")
+            ext: temporary_sibling(self.prefix.with_name(f"{self.prefix.name}.{ext}"))
             for ext in ("bin", "idx", "rows")
         }
         self._rows: list[tuple[int, int, int]] = []
@@ -184,10 +186,7 @@ def meta_path(prefix: str | Path) -> Path:
 
 
 def write_meta(prefix: str | Path, meta: dict) -> None:
-    path = meta_path(prefix)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json(meta_path(prefix), meta, sort_keys=True)
 
 
 def read_meta(prefix: str | Path) -> dict:

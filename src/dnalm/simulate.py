@@ -15,14 +15,13 @@ import functools
 import gzip
 import itertools
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from dnalm.fasta import _format_record
+from dnalm.files import atomic_write
 
 __all__ = [
     "PROFILES",
@@ -601,21 +600,13 @@ def write_fasta(
     Written to a temporary file and renamed, so that an interrupted run never leaves a
     truncated FASTA that a later step would take for a complete one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.name.endswith(".gz"):
-                # mtime=0 and no file name: identical input gives byte-identical output
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
-                    _write_records(out, records, line_width)
-            else:
-                _write_records(raw, records, line_width)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as raw:
+        if str(path).endswith(".gz"):
+            # mtime=0 and no file name: identical input gives byte-identical output
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+                _write_records(out, records, line_width)
+        else:
+            _write_records(raw, records, line_width)
 
 
 def _write_records(out, records: Iterable[Sequence[str]], line_width: int) -> None:

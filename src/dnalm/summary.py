@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from dnalm.files import atomic_path, write_tsv
 from dnalm.metrics import METRICS  # noqa: E402
 
 RUN_COLUMNS = [
@@ -410,22 +410,14 @@ def software_versions() -> pd.DataFrame:
 def _save(fig, path: str | Path) -> None:
     """Through a temporary file, so that a failed plot never leaves a partial PNG."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     """A TSV through a temporary file, so that a failure leaves no partial table."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_tsv(path, table, float_format="%.6g")

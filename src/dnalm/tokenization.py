@@ -26,13 +26,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from dnalm.files import atomic_directory
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -317,16 +317,9 @@ def sample_windows(windows: pd.DataFrame, max_bases: int, seed: int = 0) -> pd.D
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:
     """`save_pretrained` through a temporary sibling folder, so a failure leaves no partial files."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         tokenizer.save_pretrained(tmp)
-        for path in tmp.iterdir():
-            os.replace(path, directory / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    return Path(directory)
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dnalm.files import write_json
 from dnalm.gpus import GpuClaim, claim_gpus
 from dnalm.runtime import THREAD_ENV_VARS, job_log, limit_threads, pick_device
 
@@ -249,7 +250,7 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         train_windows=len(train),
         val_windows=len(val),
     )
-    _write_json(outputs["summary"], summary)
+    write_json(outputs["summary"], summary)
     if checkpoint:
         checkpoint.remove()
     log.info(
@@ -374,7 +375,7 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         "windows": {s: len(shards[s]) for s in shards},
         "window_length": window_length,
     }
-    _write_json(outputs["metrics"], metrics)
+    write_json(outputs["metrics"], metrics)
     if checkpoint:
         checkpoint.remove()
 
@@ -411,14 +412,6 @@ def _log_failure(log_path: str | Path | None, message: str) -> None:
 
 def _processes(world: int) -> str:
     return f" x {world} processes" if world > 1 else ""
-
-
-def _write_json(path: str | Path, data: dict) -> None:
-    """Whole or nothing: a killed job never leaves half a JSON file behind."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

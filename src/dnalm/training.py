@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from dnalm import distributed
+from dnalm.files import atomic_path
 from dnalm.metrics import classification_metrics
 from dnalm.shards import TokenShard
 
@@ -360,10 +360,8 @@ class Checkpoint:
             "meta": json.dumps({**meta, "step": step, "fingerprint": self.fingerprint}),
             **(tensors or {}),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
         self.log.info("checkpoint at step %d: %s", step, self.path)
 
     def remove(self) -> None:

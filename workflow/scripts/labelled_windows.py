@@ -1,13 +1,7 @@
 """labelled_windows: a labelled-sequence task's train/val/test tables, sequences inline."""
 
-import os
-
-from dnalm.labelled import (
-    cross_split_duplicates,
-    labelled_windows,
-    read_source,
-    write_parquet_atomically,
-)
+from dnalm.files import write_parquet, write_tsv
+from dnalm.labelled import cross_split_duplicates, labelled_windows, read_source
 from dnalm.runtime import job_log
 from dnalm.windows import SPLITS, class_counts
 
@@ -66,8 +60,6 @@ with job_log(snakemake.log[0]) as log:
             log.warning("%s: %d sequences are identical to a train sequence", name, n)
     counts = class_counts({s: splits[s] for s in SPLITS})
     for name in SPLITS:
-        write_parquet_atomically(splits[name], snakemake.output[name])
-    tmp = snakemake.output.counts + ".tmp"
-    counts.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, snakemake.output.counts)
+        write_parquet(snakemake.output[name], splits[name])
+    write_tsv(snakemake.output.counts, counts)
     log.info("class counts:\n%s", counts.to_string(index=False))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dnalm.labelled import write_parquet_atomically
+from dnalm.files import write_parquet, write_tsv
 from dnalm.runtime import job_log
 from dnalm.windows import (
     WindowSpec,
@@ -42,7 +42,7 @@ with job_log(snakemake.log[0]) as log:
                 "pretrain=true in the sheet or shorten pretrain_corpus.window.length"
             )
     for split, win in windows.items():
-        write_parquet_atomically(win, snakemake.output[split])
+        write_parquet(snakemake.output[split], win)
         log.info(
             "pretraining %s: %d windows from %d genomes", split, len(win), win["genome"].nunique()
         )
@@ -62,7 +62,4 @@ with job_log(snakemake.log[0]) as log:
             row.val_chroms or "none",
             row.role,
         )
-    out = Path(snakemake.output.corpus)
-    tmp = out.with_name(f".{out.name}.tmp")
-    roles.to_csv(tmp, sep="\t", index=False)
-    tmp.replace(out)
+    write_tsv(snakemake.output.corpus, roles)

@@ -1,10 +1,10 @@
 """provenance: per-rule run time and memory from the benchmark files, software versions, the config."""
 
-import os
 from pathlib import Path
 
 import yaml
 
+from dnalm.files import write_text
 from dnalm.runtime import job_log
 from dnalm.summary import collect_benchmarks, plot_benchmarks, software_versions, write_table
 
@@ -16,9 +16,7 @@ with job_log(snakemake.log[0]) as log:
     plot_benchmarks(table, out.benchmarks_figure)
     software = software_versions()
     write_table(software, out.software)
-    tmp = Path(out.config).with_name(f".{Path(out.config).name}.tmp")
-    tmp.write_text(yaml.safe_dump(dict(snakemake.params.config), sort_keys=False))
-    os.replace(tmp, out.config)
+    write_text(out.config, yaml.safe_dump(dict(snakemake.params.config), sort_keys=False))
     log.info(
         "%d benchmark files, %d rules:\n%s\nsoftware:\n%s",
         len(snakemake.input),

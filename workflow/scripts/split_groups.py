@@ -8,12 +8,12 @@ genome, label, group, split; a chromosome split adds chrom, and its group is the
 unit '<sheet group>:<record>'.
 """
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from dnalm.fasta import record_lengths
+from dnalm.files import write_tsv
 from dnalm.runtime import job_log
 from dnalm.windows import record_split_table, split_table
 
@@ -54,9 +54,6 @@ with job_log(snakemake.log[0]) as log:
             table = split_table(sheet, **fractions)
         except ValueError as err:
             raise ValueError(f"task {task!r}: {err}") from None
-    out = Path(snakemake.output[0])
-    tmp = out.with_name(f".{out.name}.tmp")
-    table.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, out)
+    write_tsv(snakemake.output[0], table)
     for split, part in table.groupby("split"):
         log.info("%s: %s", split, ", ".join(sorted(part["group"].unique())))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dnalm.labelled import write_parquet_atomically
+from dnalm.files import write_parquet, write_tsv
 from dnalm.runtime import job_log
 from dnalm.windows import SPLITS, WindowSpec, class_counts, task_windows, task_windows_by_record
 
@@ -34,12 +34,9 @@ with job_log(snakemake.log[0]) as log:
     except ValueError as err:
         raise ValueError(f"task {snakemake.wildcards.task!r}: {err}") from None
     for split in SPLITS:
-        write_parquet_atomically(splits[split], snakemake.output[split])
+        write_parquet(snakemake.output[split], splits[split])
         groups = sorted(splits[split]["group"].unique())
         log.info("%s: %d windows from groups %s", split, len(splits[split]), ", ".join(groups))
     counts = class_counts(splits)
-    out = Path(snakemake.output.counts)
-    tmp = out.with_name(f".{out.name}.tmp")
-    counts.to_csv(tmp, sep="\t", index=False)
-    tmp.replace(out)
+    write_tsv(snakemake.output.counts, counts)
     log.info("class counts:\n%s", counts.to_string(index=False))
