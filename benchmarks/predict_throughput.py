@@ -42,7 +42,8 @@ def _child(mode: str, model_dir: str, fasta: str, out_dir: str) -> None:
     limit_threads(1)
     import torch
 
-    from dnalm.predict import load_classifier, predict_fasta, stream_windows
+    from dnalm.model_dir import load_classifier
+    from dnalm.predict import predict_fasta, stream_windows
 
     t0, c0 = time.perf_counter(), time.process_time()
     windows = bases = records = 0
@@ -110,8 +111,8 @@ def _save_models(directory: Path) -> dict[str, Path]:
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    from dnalm.model_dir import write_training_info
     from dnalm.models import model_config
-    from dnalm.predict import write_training_info
     from dnalm.tokenization import char_tokenizer
 
     tok = char_tokenizer()

@@ -12,17 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForSequenceClassification
 
-import dnalm.predict as predict_mod
 from dnalm.cli import main as cli_main
 from dnalm.fasta import FastaFormatError
+from dnalm.model_dir import TRAINING_INFO, load_classifier, write_training_info
 from dnalm.models import model_config
-from dnalm.predict import (
-    load_classifier,
-    predict_fasta,
-    record_windows,
-    stream_windows,
-    write_training_info,
-)
+from dnalm.predict import predict_fasta, record_windows, stream_windows
 from dnalm.tokenization import char_tokenizer, kmer_tokenizer
 
 LABELS = {"id2label": {0: "host", 1: "virus"}, "label2id": {"host": 0, "virus": 1}}
@@ -140,7 +134,7 @@ def test_tokenizer_mismatch_is_caught(tmp_path):
     with pytest.raises(ValueError, match="71 tokens but the model embeds only 12"):
         load_classifier(model_dir, torch.device("cpu"))
     # a model without training info still gets the vocabulary-size check
-    (model_dir / predict_mod.TRAINING_INFO).unlink()
+    (model_dir / TRAINING_INFO).unlink()
     with pytest.raises(ValueError, match="embeds only 12"):
         load_classifier(model_dir, torch.device("cpu"))
     # same kind and size but another vocabulary order (a different char tokenizer)
@@ -262,6 +256,6 @@ def test_memory_stays_flat(tmp_path):
 
 def test_training_info_records_the_tokenizer(tmp_path):
     model_dir = _save_model(tmp_path / "model")
-    info = json.loads((model_dir / predict_mod.TRAINING_INFO).read_text())
+    info = json.loads((model_dir / TRAINING_INFO).read_text())
     assert info["window_length"] == 100 and info["labels"] == ["host", "virus"]
     assert info["tokenizer"]["spec"] == {"kind": "char"} and info["tokenizer"]["size"] == 12

@@ -8,17 +8,22 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from dnalm.models import model_config
 from dnalm.shards import TokenShard, write_meta, write_shard
-from dnalm.tokenization import char_tokenizer, encode_bytes, kmer_tokenizer, lookup_table
+from dnalm.tokenization import (
+    char_tokenizer,
+    complement_ids,
+    encode_bytes,
+    kmer_tokenizer,
+    lookup_table,
+    reverse_complement_rows,
+)
 from dnalm.training import (
     TrainConfig,
     class_weights,
-    complement_ids,
     finetune_classifier,
     learning_rate,
     make_optimizer,
     pretrain_lm,
     resolve_steps,
-    reverse_complement_rows,
     train_length,
 )
 

@@ -10,7 +10,8 @@ def _predict(args: argparse.Namespace) -> int:
     from dnalm.runtime import limit_threads, pick_device
 
     limit_threads(args.threads)
-    from dnalm.predict import load_classifier, predict_fasta, training_window
+    from dnalm.model_dir import load_classifier, training_window
+    from dnalm.predict import predict_fasta
 
     device = pick_device(args.device)
     model, tokenizer = load_classifier(args.model, device)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dnalm.fasta import IUPAC_NUCLEOTIDES, is_gzip, read_fasta
-from dnalm.windows import SPLITS, WINDOW_COLUMNS, downsample
+from dnalm.windows import SPLITS, WINDOW_COLUMNS, downsample, seeded_rng
 
 __all__ = [
     "FORMATS",
@@ -90,11 +89,6 @@ class LabelledInputError(ValueError):
 
 def _rebuild_error(path, message, line, record, column) -> LabelledInputError:
     return LabelledInputError(path, message, line=line, record=record, column=column)
-
-
-def _rng(seed: int, *keys: str) -> np.random.Generator:
-    """A generator that depends on the seed and on names, not on processing order."""
-    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
 
 def _error_at(table: pd.DataFrame, index, message: str, column: str | None = None):
@@ -616,7 +610,7 @@ def assign_splits(
 
 def _draw(table, split: pd.Series, name: str, targets, labels, seed: int) -> None:
     targets = targets.reindex(labels, fill_value=0)
-    rng = _rng(seed, name)
+    rng = seeded_rng(seed, name)
     if "group" in table:
         chosen = _draw_groups(_label_counts(table, labels), targets, rng)
         split[table.index[table["group"].isin(chosen).to_numpy()]] = name
@@ -665,7 +659,9 @@ def _cap(part: pd.DataFrame, n: int, seed: int, key: str) -> pd.DataFrame:
     keep = []
     for label, group in part.groupby("label", sort=True):
         k = min(int(take[label]), len(group))
-        keep.append(group.index[_rng(seed, "cap", key, str(label)).choice(len(group), k, False)])
+        keep.append(
+            group.index[seeded_rng(seed, "cap", key, str(label)).choice(len(group), k, False)]
+        )
     return part.loc[keep[0].append(keep[1:]).sort_values()]
 
 

@@ -498,3 +498,32 @@ def reverse_complement(sequence: str | bytes) -> str | bytes:
     if isinstance(sequence, bytes):
         return sequence.translate(_COMPLEMENT)[::-1]
     return sequence.encode("ascii").translate(_COMPLEMENT)[::-1].decode("ascii")
+
+
+def complement_ids(tokenizer) -> np.ndarray:
+    """Token id -> id of its complement (A<->T, C<->G; everything else maps to itself).
+
+    Only a character tokenizer can be reverse-complemented on ids; k-mer and BPE ids would
+    have to be decoded and re-encoded, which the training loop does not do.
+    """
+    kind = tokenizer_spec(tokenizer)["kind"]
+    if kind != "char":
+        raise ValueError(
+            f"rc_augment works on character tokens; tokenizer {tokenizer.name_or_path!r} is "
+            f"{kind!r}: set rc_augment: 0 for models with a {kind} tokenizer"
+        )
+    vocab = tokenizer.get_vocab()
+    table = np.arange(max(vocab.values()) + 1, dtype=np.int64)
+    for a, b in ("AT", "TA", "CG", "GC"):
+        if a in vocab and b in vocab:
+            table[vocab[a]] = vocab[b]
+    return table
+
+
+def reverse_complement_rows(
+    ids: np.ndarray, mask: np.ndarray, flip: np.ndarray, complement: np.ndarray
+) -> None:
+    """Reverse-complement, in place, the unpadded part of the rows where `flip` is true."""
+    for j in np.flatnonzero(flip):
+        n = int(mask[j].sum())
+        ids[j, :n] = complement[ids[j, :n][::-1]]

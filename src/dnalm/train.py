@@ -196,8 +196,8 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     from dnalm import distributed
     from dnalm.models import compile_model, config_for, count_parameters
     from dnalm.shards import TokenShard
-    from dnalm.tokenization import load_tokenizer
-    from dnalm.training import TrainConfig, complement_ids, pretrain_lm
+    from dnalm.tokenization import complement_ids, load_tokenizer
+    from dnalm.training import TrainConfig, pretrain_lm
 
     spec, outputs = params["model"], params["outputs"]
     tokenizer = load_tokenizer(params["tokenizer"])
@@ -270,11 +270,11 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
 
     from dnalm import distributed
     from dnalm.metrics import classification_metrics
+    from dnalm.model_dir import write_training_info
     from dnalm.models import compile_model, config_for, count_parameters
-    from dnalm.predict import write_training_info
     from dnalm.shards import TokenShard
-    from dnalm.tokenization import load_tokenizer
-    from dnalm.training import TrainConfig, complement_ids, finetune_classifier, predict_proba
+    from dnalm.tokenization import complement_ids, load_tokenizer
+    from dnalm.training import TrainConfig, finetune_classifier, predict_proba
 
     spec, init, outputs = params["model"], params["init"], params["outputs"]
     seed = int(params["seed"])

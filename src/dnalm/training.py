@@ -29,7 +29,9 @@ import torch
 from dnalm import distributed
 from dnalm.files import atomic_path
 from dnalm.metrics import classification_metrics
+from dnalm.runtime import autocast
 from dnalm.shards import TokenShard
+from dnalm.tokenization import reverse_complement_rows
 
 
 @dataclass
@@ -219,37 +221,6 @@ def row_draws(rows: np.ndarray, seed: int, step: int, salt: int) -> dict[int, fl
     return dict(zip(rows.tolist(), u.tolist(), strict=True))
 
 
-def complement_ids(tokenizer) -> np.ndarray:
-    """Token id -> id of its complement (A<->T, C<->G; everything else maps to itself).
-
-    Only a character tokenizer can be reverse-complemented on ids; k-mer and BPE ids would
-    have to be decoded and re-encoded, which the training loop does not do.
-    """
-    from dnalm.tokenization import tokenizer_spec
-
-    kind = tokenizer_spec(tokenizer)["kind"]
-    if kind != "char":
-        raise ValueError(
-            f"rc_augment works on character tokens; tokenizer {tokenizer.name_or_path!r} is "
-            f"{kind!r}: set rc_augment: 0 for models with a {kind} tokenizer"
-        )
-    vocab = tokenizer.get_vocab()
-    table = np.arange(max(vocab.values()) + 1, dtype=np.int64)
-    for a, b in ("AT", "TA", "CG", "GC"):
-        if a in vocab and b in vocab:
-            table[vocab[a]] = vocab[b]
-    return table
-
-
-def reverse_complement_rows(
-    ids: np.ndarray, mask: np.ndarray, flip: np.ndarray, complement: np.ndarray
-) -> None:
-    """Reverse-complement, in place, the unpadded part of the rows where `flip` is true."""
-    for j in np.flatnonzero(flip):
-        n = int(mask[j].sum())
-        ids[j, :n] = complement[ids[j, :n][::-1]]
-
-
 def crop_rows(
     ids: np.ndarray, mask: np.ndarray, length: int, offsets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -269,13 +240,6 @@ def sync_gradients(net, last: bool):
     """DDP all-reduces gradients only on the last micro-batch of a step."""
     if not last and hasattr(net, "no_sync"):
         return net.no_sync()
-    return nullcontext()
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
 

@@ -313,7 +313,7 @@ def windows_for_genome(
     return pd.concat(frames, ignore_index=True)
 
 
-def _rng(seed: int, *keys: str) -> np.random.Generator:
+def seeded_rng(seed: int, *keys: str) -> np.random.Generator:
     """A generator that depends on the seed and on names, not on processing order."""
     return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
 
@@ -345,7 +345,7 @@ def split_groups(
     assignment: dict[str, str] = dict(forced)
     for label, sub in table.groupby("label"):
         free = sorted(g for g in sub.index if g not in forced)
-        _rng(seed, str(label)).shuffle(free)
+        seeded_rng(seed, str(label)).shuffle(free)
         have = {s: sum(1 for g in sub.index if forced.get(g) == s) for s in SPLITS}
         n = len(free) + sum(have.values())
         want = {
@@ -396,7 +396,9 @@ def task_windows(
     for row in sheet.itertuples(index=False):
         win = windows_for_genome(genome_paths[row.genome], spec)
         if max_windows_per_genome and len(win) > max_windows_per_genome:
-            keep = _rng(seed, row.genome).choice(len(win), max_windows_per_genome, replace=False)
+            keep = seeded_rng(seed, row.genome).choice(
+                len(win), max_windows_per_genome, replace=False
+            )
             win = win.iloc[np.sort(keep)]
         frames.append(
             win.assign(
@@ -556,7 +558,7 @@ def downsample(windows: pd.DataFrame, seed: int, key: str = "") -> pd.DataFrame:
     parts = []
     for label, part in windows.groupby("label", sort=True):
         if len(part) > smallest:
-            keep = _rng(seed, key, str(label)).choice(len(part), smallest, replace=False)
+            keep = seeded_rng(seed, key, str(label)).choice(len(part), smallest, replace=False)
             part = part.iloc[np.sort(keep)]
         parts.append(part)
     return pd.concat(parts).sort_index()
@@ -626,7 +628,7 @@ def hold_out_validation_genome(roles: pd.DataFrame, seed: int) -> pd.DataFrame:
     val_chroms = roles["val_chroms"].map(_chrom_set) if "val_chroms" in roles else []
     if (roles["role"] == "val").any() or any(val_chroms) or len(train) < 2:
         return roles
-    pick = train[int(_rng(seed, "pretrain-val").integers(len(train)))]
+    pick = train[int(seeded_rng(seed, "pretrain-val").integers(len(train)))]
     roles = roles.copy()
     roles.loc[roles["genome"] == pick, ["role", "reason"]] = [
         "val",

@@ -9,7 +9,8 @@ from dnalm.runtime import job_log, limit_threads, pick_device
 
 limit_threads(snakemake.threads)
 
-from dnalm.predict import load_classifier, predict_fasta, training_window  # noqa: E402
+from dnalm.model_dir import load_classifier, training_window  # noqa: E402
+from dnalm.predict import predict_fasta  # noqa: E402
 
 gpus = 0 if snakemake.params.device == "cpu" else int(snakemake.resources.gpu)
 with (
