@@ -209,7 +209,7 @@ def _finetune_job(tmp: Path, data: Path, out: Path, **extra) -> dict:
 
 
 def test_job_relaunches_under_torchrun_and_matches_one_process(tmp_path):
-    from dnalm.train import run_job
+    from dnalm.jobs import run_job
 
     data = _write_shards(tmp_path / "data")["lm_train"].parent
     single = _finetune_job(tmp_path, data, tmp_path / "single")
@@ -221,7 +221,7 @@ def test_job_relaunches_under_torchrun_and_matches_one_process(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "dnalm.train",
+        "dnalm.jobs",
         "finetune",
         "--params",
         str(tmp_path / "multi.json"),
@@ -232,7 +232,7 @@ def test_job_relaunches_under_torchrun_and_matches_one_process(tmp_path):
     log = (tmp_path / "multi" / "job.log").read_text()
     assert proc.returncode == 0, proc.stderr[-3000:] + log[-6000:]
 
-    assert "torch.distributed.run --standalone --nproc_per_node 2 -m dnalm.train" in log
+    assert "torch.distributed.run --standalone --nproc_per_node 2 -m dnalm.jobs" in log
     assert "cpu x 2 processes, 1 thread(s)" in log
     assert log.count("finetune step 6/6") == 1, "only rank 0 logs progress"
     ref, got = (
@@ -253,7 +253,7 @@ def test_job_relaunches_under_torchrun_and_matches_one_process(tmp_path):
 
 
 def test_bad_job_parameters_fail_before_launching(tmp_path, capsys):
-    from dnalm.train import main
+    from dnalm.jobs import main
 
     job = {"model": {}, "train": {"batch_size": 1}, "tokenizer": "t", "shards": {}, "outputs": {}}
     path = tmp_path / "job.json"
@@ -281,8 +281,8 @@ def test_rule_with_two_gpus_launches_torchrun(tmp_path):
     write_workdir(tmp_path, config, simulated_sheet())
     snakemake(tmp_path, "results/pretrain/hyena-micro/summary.json")
     log = (tmp_path / "logs/pretrain/hyena-micro.log").read_text()
-    assert "--nproc_per_node 2 -m dnalm.train pretrain" in log
-    assert "on cpu x 2 processes with 1 thread(s)" in log
+    assert "--nproc_per_node 2 -m dnalm.jobs pretrain" in log
+    assert "parameters) on cpu x 2 processes, 1 thread(s): " in log
     summary = json.loads((tmp_path / "results/pretrain/hyena-micro/summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 4
     assert (tmp_path / "results/pretrain/hyena-micro/model.safetensors").exists()

@@ -262,7 +262,7 @@ def test_a_child_that_inherits_the_claim_keeps_it_after_its_parent_dies(machine)
 def test_a_torchrun_job_holds_its_devices_for_all_ranks(machine, tmp_path):
     from test_distributed import _finetune_job, _write_shards
 
-    from dnalm.train import run_job
+    from dnalm.jobs import run_job
 
     data = _write_shards(tmp_path / "data")["lm_train"].parent
     job = _finetune_job(tmp_path, data, tmp_path / "multi", nproc=2, backend="gloo", threads=2)
@@ -276,7 +276,7 @@ def test_a_torchrun_job_holds_its_devices_for_all_ranks(machine, tmp_path):
 
 
 def test_run_job_fails_before_training_and_says_why_in_the_job_log(machine, tmp_path):
-    from dnalm.train import run_job
+    from dnalm.jobs import run_job
 
     log = tmp_path / "logs/pretrain/m.log"
     params = {"model": {}, "train": {"batch_size": 8}, "tokenizer": "t", "shards": {}}

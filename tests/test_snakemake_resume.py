@@ -2,12 +2,15 @@
 uninterrupted run ends.
 
 A real `snakemake` (with the workflow's default profile, as a user runs it) is killed together
-with its training job (SIGKILL to the whole process group) as soon as the job has written a
-checkpoint, during pretraining (and, marked slow, during fine-tuning). The user then unlocks the
-directory and runs the same command again. The resumed job must say so in its log, delete its
-checkpoint once its outputs are written, and produce exactly the weights and curve (and the
-scores and predictions) of an uninterrupted run of the same config in another directory; the two
-directories share their upstream results, copied before either trains.
+with its training job (SIGKILL to the whole process group) at a known point: the job stops itself
+(`DNALM_STOP_AFTER_CHECKPOINT`) right after its checkpoint of step 20, which follows two
+evaluations, so the resumed run must carry over the curve, the best-so-far weights (fine-tuning)
+and, with dropout on, the random state. This happens during pretraining and, marked slow, during
+fine-tuning. The user then unlocks the directory and runs the same command again. The resumed
+job must say so in its log, delete its checkpoint once its outputs are written, and produce
+exactly the weights and curve (and the scores and predictions) of an uninterrupted run of the
+same config in another directory; the two directories share their upstream results, copied
+before either trains.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ FINETUNED = f"results/finetune/{TASK}/{MODEL}/pretrained/seed0"
 PRETRAIN_CKPT = f"results/checkpoints/pretrain/{MODEL}/checkpoint.pt"
 FINETUNE_CKPT = f"results/checkpoints/finetune/{TASK}/{MODEL}/pretrained/seed0/checkpoint.pt"
 TARGET = f"{FINETUNED}/metrics.json"
-PRETRAIN_STEPS, FINETUNE_STEPS, EVERY = 120, 60, 5
+PRETRAIN_STEPS, FINETUNE_STEPS, EVERY, STOP = 40, 40, 5, 20
 TRAIN = {
     "batch_size": 4,
     "lr": 2.0e-3,
@@ -64,7 +67,13 @@ def config() -> dict:
         "pretrain_corpus": {"window": window},
         "tokenizers": {"char": {"kind": "char"}},
         "models": {
-            MODEL: {"arch": "hyena", "size": "micro", "tokenizer": "char", "max_seq_len": 128}
+            MODEL: {
+                "arch": "hyena",
+                "size": "micro",
+                "tokenizer": "char",
+                "max_seq_len": 128,
+                "config": {"embed_dropout": 0.1, "resid_dropout": 0.1},  # the RNG must resume
+            }
         },
         "pretrain": {"steps": PRETRAIN_STEPS, "eval_every": 10, "eval_sequences": 8, **TRAIN},
         "finetune": {
@@ -145,24 +154,41 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def stopped(pgid: int) -> bool:
+    """Whether a process of the group is stopped (state T: the job's SIGSTOP after its
+    checkpoint)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] == "T":
+            return True
+    return False
+
+
 def kill_at_checkpoint(path: Path, target: str, checkpoint: str, timeout: float = 300) -> None:
-    """Run `snakemake target`; SIGKILL it and its job as soon as the job's checkpoint exists."""
+    """Run `snakemake target`; SIGKILL it and its job once the job has stopped itself right
+    after writing its checkpoint of step STOP."""
     log = path / "killed_run.log"
+    env = {**os.environ, "DNALM_STOP_AFTER_CHECKPOINT": str(STOP)}
     with open(log, "a") as out:
         proc = subprocess.Popen(
             command(path, "--cores", "1", target),
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,  # its own process group: snakemake and the job it runs
         )
         deadline = time.monotonic() + timeout
-        while not (path / checkpoint).exists():
+        while not stopped(proc.pid):
             if proc.poll() is not None or time.monotonic() > deadline:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                pytest.fail(f"no {checkpoint} before the run ended:\n{read(log)[-6000:]}")
-            time.sleep(0.02)
+                pytest.fail(f"the job never stopped after step {STOP}:\n{read(log)[-6000:]}")
+            time.sleep(0.05)
+        assert (path / checkpoint).exists()
         alive = group_members(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -232,15 +258,14 @@ def test_pretraining_resumes_after_kill(dirs: tuple[Path, Path]) -> None:
     assert (killed / PRETRAINED / "curve.tsv").exists() and (killed / PRETRAIN_CKPT).exists()
 
     rerun_after_kill(killed, target)
-    step = resumed_step(killed / f"logs/pretrain/{MODEL}.log", PRETRAIN_CKPT)
-    assert 0 < step < PRETRAIN_STEPS and step % EVERY == 0
+    assert resumed_step(killed / f"logs/pretrain/{MODEL}.log", PRETRAIN_CKPT) == STOP
     assert not (killed / PRETRAIN_CKPT).exists()
     for name in ("config.json", "model.safetensors", "curve.tsv", "summary.json"):
         assert (killed / PRETRAINED / name).exists(), name
     same_tensors(killed / target, plain / target)
     resumed, uninterrupted = (curve(d / PRETRAINED / "curve.tsv") for d in (killed, plain))
-    assert uninterrupted["step"].max() == PRETRAIN_STEPS
-    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    assert uninterrupted["step"].tolist() == [10, 20, 30, 40]  # two evaluations before the kill
+    pd.testing.assert_frame_equal(resumed, uninterrupted, check_exact=True)
 
 
 @pytest.mark.slow
@@ -256,7 +281,7 @@ def test_finetuning_resumes_after_kill(dirs: tuple[Path, Path]) -> None:
     step = resumed_step(
         killed / f"logs/finetune/{TASK}/{MODEL}/pretrained/seed0.log", FINETUNE_CKPT
     )
-    assert 0 < step < FINETUNE_STEPS and step % EVERY == 0
+    assert step == STOP
     assert not (killed / FINETUNE_CKPT).exists()
     for name in ("metrics.json", "predictions.tsv", "curve.tsv", "model/model.safetensors"):
         assert (killed / FINETUNED / name).exists(), name
@@ -269,9 +294,12 @@ def test_finetuning_resumes_after_kill(dirs: tuple[Path, Path]) -> None:
     pd.testing.assert_frame_equal(
         pd.read_csv(killed / FINETUNED / "predictions.tsv", sep="\t"),
         pd.read_csv(plain / FINETUNED / "predictions.tsv", sep="\t"),
+        check_exact=True,
     )
     pd.testing.assert_frame_equal(
-        curve(killed / FINETUNED / "curve.tsv"), curve(plain / FINETUNED / "curve.tsv")
+        curve(killed / FINETUNED / "curve.tsv"),
+        curve(plain / FINETUNED / "curve.tsv"),
+        check_exact=True,
     )
     same_tensors(
         killed / FINETUNED / "model/model.safetensors",

@@ -1,10 +1,12 @@
-"""Training loops: next-token pretraining and classification fine-tuning.
+"""The training loop: next-token pretraining and classification fine-tuning share it.
 
-Plain loops in the spirit of nanoGPT: sample a batch, forward, backward, clip, step, log. Every
+One plain loop in the spirit of nanoGPT (`train`): sample a batch, forward, backward, clip, step,
+log, evaluate, save. What differs between the two stages, the loss of a forward pass and how they
+evaluate, is an `Objective` of one screen each: `LanguageModelling` and `Classification`. Every
 run is driven by a seed that fixes the data order, so a pretrained and a scratch run of one seed
 see exactly the same batches.
 
-Under torchrun (several processes) the loops train a DDP-wrapped model: every rank draws the same
+Under torchrun (several processes) the loop trains a DDP-wrapped model: every rank draws the same
 global batch and computes the loss on its own slice of it, weighted so that the averaged gradient
 is the gradient of the whole batch's loss. The per-step losses and the final weights therefore
 match a one-process run with the same `batch_size` (up to float rounding). Evaluation is shared
@@ -17,6 +19,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -67,10 +71,16 @@ class TrainConfig:
 # Settings that change how often a run reports or saves, not what it computes: a checkpoint
 # written under other values of these is still resumed.
 NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every")
+CHECKPOINT_FORMAT = 2  # the layout of a checkpoint's bookkeeping: an older one is not resumed
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """Reject settings the loops cannot honour, before any work is done."""
+def check_config(cfg: TrainConfig, world: int = 1) -> None:
+    """Reject settings the loop cannot honour, before any work is done."""
+    if cfg.batch_size < world:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is smaller than the {world} training processes: "
+            "the batch size is the global batch, split across processes"
+        )
     if cfg.grad_accum_steps < 1:
         raise ValueError(f"grad_accum_steps must be >= 1, not {cfg.grad_accum_steps}")
     if not 0.0 <= cfg.rc_augment <= 1.0:
@@ -134,11 +144,6 @@ def train_length(step: int, cfg: TrainConfig, full: int) -> int:
     return min(full, int(w["start"]) * 2**stage)
 
 
-def checkpoint_due(step: int, cfg: TrainConfig) -> bool:
-    """Save every `checkpoint_every` steps; not after the last one (the outputs follow)."""
-    return bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0 and step < cfg.steps
-
-
 def no_decay(name: str, param: torch.nn.Parameter) -> bool:
     """Norms, biases (every parameter under 2-d) and Hyena's implicit filters skip weight decay.
 
@@ -156,33 +161,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
         {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
-
-
-def set_learning_rate(opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
-    """Apply the schedule's rate for `step` (0-based) to every parameter group."""
-    lr = learning_rate(step, cfg)
-    for group in opt.param_groups:
-        group["lr"] = lr
-    return lr
-
-
-def finish_step(model, opt: torch.optim.Optimizer, grad_clip: float) -> None:
-    """Clip the global gradient norm (over all accumulated micro-batches), update, reset."""
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-
-def check_world(cfg: TrainConfig) -> int:
-    """The number of processes; each needs at least one row of every global batch."""
-    world = distributed.world_size()
-    if cfg.batch_size < world:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is smaller than the {world} training processes: "
-            "the batch size is the global batch, split across processes"
-        )
-    return world
 
 
 class BatchSampler:
@@ -209,18 +187,6 @@ class BatchSampler:
         return self._order[i * self.batch_size : (i + 1) * self.batch_size]
 
 
-def micro_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """A global batch cut into forward passes of `batch_size` rows (gradient accumulation)."""
-    return [rows[lo : lo + batch_size] for lo in range(0, len(rows), batch_size)]
-
-
-def row_draws(rows: np.ndarray, seed: int, step: int, salt: int) -> dict[int, float]:
-    """One uniform number per row, a pure function of (seed, step, row): every rank and a
-    resumed run draw the same augmentation for the same row."""
-    u = np.random.default_rng([seed, step, salt]).random(len(rows))
-    return dict(zip(rows.tolist(), u.tolist(), strict=True))
-
-
 def crop_rows(
     ids: np.ndarray, mask: np.ndarray, length: int, offsets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +202,30 @@ def crop_rows(
     return ids[:, :length], mask[:, :length]
 
 
+def micro_batch(
+    shard: TokenShard,
+    micro: np.ndarray,
+    cfg: TrainConfig,
+    step: int,
+    pad_id: int,
+    complement: np.ndarray | None,
+    length: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, ids, mask) of this rank's part of one forward pass, cropped to `length` (the
+    sequence-length warm-up) and randomly reverse-complemented. Each random draw is a function
+    of (seed, step, position in the global batch), so every rank and a resumed run draw alike."""
+    at = distributed.rank_slice(np.arange(len(micro)))
+    mine = micro[at]
+    ids, mask = shard.batch(mine, pad_id, int(shard.lengths[micro].max()))
+    if length is not None and length < ids.shape[1]:
+        offsets = np.random.default_rng([cfg.seed, step, 1]).random(len(micro))[at]
+        ids, mask = crop_rows(ids, mask, length, offsets)
+    if complement is not None and cfg.rc_augment > 0:
+        flip = np.random.default_rng([cfg.seed, step, 2]).random(len(micro))[at] < cfg.rc_augment
+        reverse_complement_rows(ids, mask, flip, complement)
+    return mine, ids, mask
+
+
 def sync_gradients(net, last: bool):
     """DDP all-reduces gradients only on the last micro-batch of a step."""
     if not last and hasattr(net, "no_sync"):
@@ -244,15 +234,11 @@ def sync_gradients(net, last: bool):
 
 
 class CurveWriter:
-    """Appends one TSV row per logged point so a killed run still leaves its curve.
-
-    Under torchrun only the main rank opens the file; on the others every call does nothing.
-    """
+    """Appends one TSV row per logged point so a killed run still leaves its curve; under
+    torchrun only the main rank writes."""
 
     def __init__(self, path: str | Path, columns: list[str], rows: list[dict] | None = None):
-        self.columns = columns
-        self.rows: list[dict] = []
-        self.handle = None
+        self.columns, self.rows, self.handle = columns, [], None
         if distributed.is_main():
             self.handle = open(path, "w")  # noqa: SIM115 - closed in close()
             self.handle.write("\t".join(columns) + "\n")
@@ -261,28 +247,24 @@ class CurveWriter:
 
     def write(self, **row) -> None:
         self.rows.append(row)
-        if self.handle is None:
-            return
-        self.handle.write("\t".join(_fmt(row.get(c, "")) for c in self.columns) + "\n")
-        self.handle.flush()
+        if self.handle is not None:
+            cells = (row.get(c, "") for c in self.columns)
+            cells = (f"{v:.6g}" if isinstance(v, float) else str(v) for v in cells)
+            self.handle.write("\t".join(cells) + "\n")
+            self.handle.flush()
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
 
 
-def _fmt(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
 class Checkpoint:
     """A run's resumable state in one file, outside Snakemake's outputs.
 
-    Holds model and optimiser tensors, the torch RNG states and, as JSON, the step, the
-    training settings it was written under (the fingerprint) and the loop's bookkeeping. It is
-    written whole (temp file + `os.replace`) by the main rank and read back with
-    `torch.load(weights_only=True)` by every rank. A checkpoint whose fingerprint differs from
-    the current run's is ignored and later overwritten.
+    Model and optimiser tensors, the torch RNG states, the objective's tensors and, as JSON, the
+    step, the loop's bookkeeping and the fingerprint (the settings and inputs it was written
+    under). Written whole by the main rank, read with `weights_only=True` by every rank; one whose
+    fingerprint differs from the current run's is ignored and later overwritten.
     """
 
     def __init__(self, directory: str | Path, fingerprint: dict, log: Logger | None = None):
@@ -296,22 +278,21 @@ class Checkpoint:
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-            meta = json.loads(state["meta"])
+            state["meta"] = json.loads(state["meta"])
         except Exception as err:  # a foreign or damaged file: start afresh, say so
             self.log.warning("checkpoint %s is unreadable (%s): starting afresh", self.path, err)
             return None
-        if meta.get("fingerprint") != self.fingerprint:
+        if state["meta"].get("fingerprint") != self.fingerprint:
             self.log.info(
-                "checkpoint %s was written with other training parameters: ignoring it "
-                "(it will be overwritten)",
+                "checkpoint %s was written with other training parameters or inputs: ignoring "
+                "it (it will be overwritten)",
                 self.path,
             )
             return None
-        self.log.info("resuming from checkpoint %s at step %d", self.path, meta["step"])
-        state["meta"] = meta
+        self.log.info("resuming from checkpoint %s at step %d", self.path, state["meta"]["step"])
         return state
 
-    def save(self, step: int, model, opt, meta: dict, tensors: dict | None = None) -> None:
+    def save(self, step: int, model, opt, meta: dict, tensors: dict) -> None:
         if not distributed.is_main():
             return
         rng = {"torch": torch.get_rng_state()}
@@ -321,8 +302,8 @@ class Checkpoint:
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": opt.state_dict(),
             "rng": rng,
+            "tensors": tensors,
             "meta": json.dumps({**meta, "step": step, "fingerprint": self.fingerprint}),
-            **(tensors or {}),
         }
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
@@ -334,274 +315,237 @@ class Checkpoint:
             self.path.unlink(missing_ok=True)
 
 
-def restore(state: dict, model, opt) -> None:
-    """Model, optimiser and RNG states of a checkpoint, into this process."""
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-
 def fingerprint(cfg: TrainConfig, **extra) -> dict:
     """What a run's result depends on: its settings (less reporting ones) and the caller's."""
     settings = {k: v for k, v in cfg.as_dict().items() if k not in NOT_IN_FINGERPRINT}
-    return {"train": settings, **extra}
+    return {"format": CHECKPOINT_FORMAT, "train": settings, **extra}
 
 
-def lm_batch(
-    shard: TokenShard, rows: np.ndarray, pad_id: int, device, length: int | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input ids, LM labels) for some rows; padding is ignored by the loss (label -100)."""
-    ids, mask = shard.batch(rows, pad_id, length)
-    return lm_tensors(ids, mask, device)
+# --------------------------------------------------------------------------- the skeleton
 
 
-def lm_tensors(ids: np.ndarray, mask: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids and their LM labels on `device`: padding gets label -100, which the loss skips."""
-    ids_t = torch.from_numpy(ids).to(device)
-    return ids_t, ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+class Objective:
+    """What pretraining and fine-tuning do differently: the loss of a forward pass and how they
+    evaluate. `state` (JSON) and `tensors` are the objective's part of a checkpoint."""
+
+    name = "train"
+    columns: tuple[str, ...] = ()  # its curve columns, after step, lr and train_loss
+
+    def __init__(self, train: TokenShard, val: TokenShard, cfg: TrainConfig, pad_id: int):
+        self.train, self.val, self.cfg, self.pad_id = train, val, cfg, pad_id
+        self.state: dict = {}
+        self.tensors: dict = {}
+
+    def begin_step(self, step: int, rows: np.ndarray) -> int | None:
+        """Sees each global batch first; returns the length to crop rows to (None: whole)."""
+        return None
+
+    def progress(self, step: int, seconds: float, start: int) -> str:
+        return ""
 
 
-def lm_targets(shard: TokenShard, rows: np.ndarray, length: int | None = None) -> int:
-    """Predicted positions (tokens after the first of each row, rows cut to `length`): what the
-    LM loss averages over."""
-    lens = shard.lengths[rows].astype(np.int64)
-    if length is not None:
-        lens = np.minimum(lens, length)
-    return int(np.maximum(lens - 1, 0).sum())
-
-
-def rank_share(local: float, total: float) -> float:
-    """Weight of this rank's mean loss so that DDP's gradient average is the global mean's."""
-    return local / total * distributed.world_size()
-
-
-@torch.no_grad()
-def lm_loss(
-    model, shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device
-) -> float:
-    """Mean next-token loss (nats per token) over the given rows, on every rank alike."""
-    model.eval()
-    total, count = 0.0, 0
-    for lo in range(0, len(rows), batch_size):
-        chunk = rows[lo : lo + batch_size]
-        mine = distributed.rank_slice(chunk)
-        if len(mine) == 0:
-            continue
-        width = int(shard.lengths[chunk].max())
-        ids_t, labels = lm_batch(shard, mine, pad_id, device, width)
-        with autocast(device):
-            loss = model(input_ids=ids_t, labels=labels).loss
-        n = int((labels[:, 1:] != -100).sum())
-        total += float(loss) * n
-        count += n
-    model.train()
-    total, count = distributed.all_reduce_sum([total, count])
-    return total / max(1, count)
-
-
-def lm_micro_batch(
-    shard: TokenShard,
-    micro: np.ndarray,
-    *,
-    cfg: TrainConfig,
-    step: int,
-    length: int,
-    pad_id: int,
-    complement: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, mask) of this rank's rows of one forward pass, cropped to the warm-up length and
-    randomly reverse-complemented; every random choice is a function of (seed, step, row)."""
-    mine = distributed.rank_slice(micro)
-    width = int(shard.lengths[micro].max())
-    ids, mask = shard.batch(mine, pad_id, width)
-    if length < width:
-        offsets = row_draws(micro, cfg.seed, step, salt=1)
-        ids, mask = crop_rows(ids, mask, length, np.array([offsets[int(r)] for r in mine]))
-    if complement is not None and cfg.rc_augment > 0:
-        draws = row_draws(micro, cfg.seed, step, salt=2)
-        flip = np.array([draws[int(r)] < cfg.rc_augment for r in mine])
-        reverse_complement_rows(ids, mask, flip, complement)
-    return ids, mask
-
-
-def pretrain_lm(
+def train(
     model,
-    train: TokenShard,
-    val: TokenShard,
-    cfg: TrainConfig,
+    objective: Objective,
     *,
-    pad_id: int,
     device: torch.device,
     curve_path: str | Path,
     log: Logger | None = None,
     checkpoint: Checkpoint | None = None,
     complement: np.ndarray | None = None,
 ) -> dict:
-    """Next-token pretraining; returns a summary with the final validation loss.
+    """The one training loop: sample, forward, backward, clip, step; log, evaluate, save.
 
-    `cfg.tokens` (instead of `cfg.steps`) sets the budget in tokens; `complement` (from
-    `complement_ids`) is needed when `cfg.rc_augment` > 0. With a `checkpoint`, the state is
-    saved every `cfg.checkpoint_every` steps and a matching saved state is resumed.
+    `complement` (`tokenization.complement_ids`) is needed when `cfg.rc_augment` > 0. With a
+    `checkpoint`, the state is saved every `cfg.checkpoint_every` steps and resumed when it
+    belongs to this run.
     """
-    log = log or getLogger("dnalm")
-    cfg = resolve_steps(cfg, float(np.mean(train.lengths)) if len(train) else 0.0)
-    check_config(cfg)
+    log, cfg, data = log or getLogger("dnalm"), objective.cfg, objective.train
+    world = distributed.world_size()
+    check_config(cfg, world)
     if cfg.rc_augment > 0 and complement is None:
         raise ValueError("rc_augment > 0 needs the tokenizer's complement map (complement_ids)")
-    world = check_world(cfg)
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     opt = make_optimizer(model, cfg)
-    state = checkpoint.load() if checkpoint else None
-    meta = state["meta"] if state else {"step": 0, "tokens": 0, "seconds": 0.0, "running": []}
-    if state:
-        restore(state, model, opt)
+    saved = checkpoint.load() if checkpoint else None
+    meta = saved["meta"] if saved else {"step": 0, "seconds": 0.0, "running": []}
+    if saved:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        objective.state, objective.tensors = meta["objective"], saved["tensors"]
     net = distributed.wrap_model(model, device)
-    val_rows = np.arange(min(len(val), cfg.eval_sequences))
-    curve = CurveWriter(
-        curve_path,
-        ["step", "tokens", "lr", "train_loss", "val_loss", "val_bits_per_base", "seconds"],
-        meta.get("curve"),
-    )
-    sampler = BatchSampler(len(train), cfg.global_batch, cfg.seed)
-    full = int(train.lengths.max())
-    tokens, running = int(meta["tokens"]), list(meta["running"])
-    t0 = time.perf_counter() - float(meta["seconds"])
-    val_loss = float(meta.get("val_loss", float("nan")))
-    start = int(meta["step"])
+    columns = ["step", "lr", "train_loss", *objective.columns, "seconds"]
+    curve = CurveWriter(curve_path, columns, meta.get("curve"))
+    sampler = BatchSampler(len(data), cfg.global_batch, cfg.seed)
+    t0, running = time.perf_counter() - float(meta["seconds"]), list(meta["running"])
+    start = last = int(meta["step"])
     try:
         for step in range(start + 1, cfg.steps + 1):
-            lr = set_learning_rate(opt, step - 1, cfg)
+            last = step
+            lr = learning_rate(step - 1, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
             rows = sampler.rows(step - 1)  # the global batch, the same on every rank
-            length = train_length(step - 1, cfg, full)
-            total = lm_targets(train, rows, length)
-            parts = micro_batches(rows, cfg.batch_size)
+            length = objective.begin_step(step - 1, rows)
+            parts = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
             step_loss = 0.0
-            for k, micro in enumerate(parts):
-                ids, mask = lm_micro_batch(
-                    train,
-                    micro,
-                    cfg=cfg,
-                    step=step - 1,
-                    length=length,
-                    pad_id=pad_id,
-                    complement=complement,
+            for k, micro in enumerate(parts):  # gradient accumulation over forward passes
+                mine, ids, mask = micro_batch(
+                    data, micro, cfg, step - 1, objective.pad_id, complement, length
                 )
-                ids_t, labels = lm_tensors(ids, mask, device)
-                share = rank_share(int(np.maximum(mask.sum(axis=1) - 1, 0).sum()), total)
                 with sync_gradients(net, k == len(parts) - 1):
                     with autocast(device):
-                        loss = net(input_ids=ids_t, labels=labels).loss * share
+                        loss = objective.loss(net, mine, ids, mask, device)
                     loss.backward()
                 step_loss += loss.item()
-            tokens += int(np.minimum(train.lengths[rows], length).sum())  # the global batch's
-            finish_step(model, opt, cfg.grad_clip)
+            if cfg.grad_clip:  # the global norm, over every micro-batch of the step
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
             running.append(step_loss)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                elapsed = time.perf_counter() - t0
+            logged, evaluated = step % cfg.log_every == 0, step % cfg.eval_every == 0
+            if logged or evaluated or step == cfg.steps:
+                train_loss = distributed.mean_across_ranks(np.mean(running))
+            if logged or step == cfg.steps:
+                more = objective.progress(step, time.perf_counter() - t0, start)
                 log.info(
-                    "pretrain step %d/%d  loss %.4f  lr %.2e  len %d  %.0f tokens/s  eta %.0fs",
-                    step,
-                    cfg.steps,
-                    distributed.mean_across_ranks(np.mean(running)),
-                    lr,
-                    length,
-                    tokens / elapsed,
-                    elapsed / max(1, step - start) * (cfg.steps - step),
+                    f"{objective.name} step {step}/{cfg.steps}  loss {train_loss:.4f}  "
+                    f"lr {lr:.2e}{more}"
                 )
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                val_loss = lm_loss(model, val, val_rows, cfg.batch_size, pad_id, device)
-                log.info(
-                    "pretrain step %d  val loss %.4f  (%.3f bits/base)",
-                    step,
-                    val_loss,
-                    val_loss / math.log(2),
-                )
-                curve.write(
-                    step=step,
-                    tokens=tokens,
-                    lr=lr,
-                    train_loss=distributed.mean_across_ranks(np.mean(running)),
-                    val_loss=val_loss,
-                    val_bits_per_base=val_loss / math.log(2),
-                    seconds=time.perf_counter() - t0,
-                )
+            stop = False
+            if evaluated or step == cfg.steps:
+                scores, stop = objective.evaluate(model, step, device, log)
+                seconds = time.perf_counter() - t0
+                curve.write(step=step, lr=lr, train_loss=train_loss, **scores, seconds=seconds)
                 running = []
-            if checkpoint and checkpoint_due(step, cfg):
-                checkpoint.save(
-                    step,
-                    model,
-                    opt,
-                    {
-                        "tokens": tokens,
-                        "seconds": time.perf_counter() - t0,
-                        "running": running,
-                        "val_loss": val_loss,
-                        "curve": curve.rows,
-                    },
-                )
+            if stop:
+                break
+            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+            if checkpoint and due and step < cfg.steps:  # after the last step, the outputs
+                meta = {"seconds": time.perf_counter() - t0, "running": running}
+                meta |= {"curve": curve.rows, "objective": objective.state}
+                checkpoint.save(step, model, opt, meta, objective.tensors)
+                if os.environ.get("DNALM_STOP_AFTER_CHECKPOINT") == str(step):
+                    os.kill(os.getpid(), signal.SIGSTOP)  # for tests: a kill at a known step
     finally:
         curve.close()
-    seconds = time.perf_counter() - t0
-    return {
-        "steps": cfg.steps,
-        "tokens": tokens,
-        "seconds": seconds,
-        "tokens_per_second": tokens / seconds,
-        "val_loss": val_loss,
-        "val_bits_per_base": val_loss / math.log(2),
-        "val_sequences": len(val_rows),
+    result = objective.result(model)
+    return result | {
+        "last_step": last,
+        "seconds": time.perf_counter() - t0,
         "processes": world,
         "resumed_from_step": start,
     }
+
+
+def eval_batches(shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device):
+    """This rank's contiguous part of `rows`, as (ids, mask) tensors of `batch_size` rows."""
+    mine = distributed.rank_slice(rows)
+    for lo in range(0, len(mine), batch_size):
+        chunk = mine[lo : lo + batch_size]
+        ids, mask = shard.batch(chunk, pad_id, int(shard.lengths[chunk].max()))
+        yield torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+
+# --------------------------------------------------------------------------- pretraining
+
+
+@torch.no_grad()
+def lm_loss(model, shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device):
+    """Mean next-token loss (nats per token) over the given rows, on every rank alike."""
+    model.eval()
+    total, count = 0.0, 0
+    for ids, mask in eval_batches(shard, rows, batch_size, pad_id, device):
+        labels = ids.masked_fill(mask == 0, -100)  # padding: the loss skips it
+        with autocast(device):
+            loss = model(input_ids=ids, labels=labels).loss
+        n = int((labels[:, 1:] != -100).sum())
+        total, count = total + float(loss) * n, count + n
+    model.train()
+    total, count = distributed.all_reduce_sum([total, count])
+    return total / max(1, count)
+
+
+class LanguageModelling(Objective):
+    """Next-token prediction; the loss is the mean over every predicted token of the batch."""
+
+    name, columns = "pretrain", ("tokens", "val_loss", "val_bits_per_base")
+
+    def __init__(self, train: TokenShard, val: TokenShard, cfg: TrainConfig, pad_id: int):
+        super().__init__(train, val, cfg, pad_id)
+        self.val_rows = np.arange(min(len(val), cfg.eval_sequences))
+        self.full = int(train.lengths.max())
+        self.state = {"tokens": 0, "val_loss": float("nan")}
+
+    def begin_step(self, step: int, rows: np.ndarray) -> int:
+        self.length = train_length(step, self.cfg, self.full)
+        lengths = np.minimum(self.train.lengths[rows].astype(np.int64), self.length)
+        self.targets = int(np.maximum(lengths - 1, 0).sum())  # what the mean loss is over
+        self.state["tokens"] += int(lengths.sum())
+        return self.length
+
+    def loss(self, net, mine, ids, mask, device):
+        ids_t = torch.from_numpy(ids).to(device)
+        labels = ids_t.masked_fill(torch.from_numpy(mask).to(device) == 0, -100)
+        local = int(np.maximum(mask.sum(axis=1) - 1, 0).sum())
+        share = local / self.targets * distributed.world_size()  # DDP averages over ranks
+        return net(input_ids=ids_t, labels=labels).loss * share
+
+    def progress(self, step: int, seconds: float, start: int) -> str:
+        eta = seconds / max(1, step - start) * (self.cfg.steps - step)
+        return f"  len {self.length}  {self.state['tokens'] / seconds:.0f} tokens/s  eta {eta:.0f}s"
+
+    def evaluate(self, model, step, device, log):
+        val_loss = lm_loss(model, self.val, self.val_rows, self.cfg.batch_size, self.pad_id, device)
+        self.state["val_loss"] = val_loss
+        bits = val_loss / math.log(2)
+        log.info(f"pretrain step {step}  val loss {val_loss:.4f}  ({bits:.3f} bits/base)")
+        return {
+            "tokens": self.state["tokens"],
+            "val_loss": val_loss,
+            "val_bits_per_base": bits,
+        }, False
+
+    def result(self, model) -> dict:
+        val_loss = float(self.state["val_loss"])
+        return {
+            "steps": self.cfg.steps,
+            "tokens": self.state["tokens"],
+            "val_loss": val_loss,
+            "val_bits_per_base": val_loss / math.log(2),
+            "val_sequences": len(self.val_rows),
+        }
+
+
+def pretrain_lm(model, train_shard, val, cfg: TrainConfig, *, pad_id: int, **run) -> dict:
+    """Next-token pretraining (`run`: the keywords of `train`); a token budget becomes steps."""
+    mean_length = float(np.mean(train_shard.lengths)) if len(train_shard) else 0.0
+    cfg = resolve_steps(cfg, mean_length)
+    summary = train(model, LanguageModelling(train_shard, val, cfg, pad_id), **run)
+    del summary["last_step"]
+    return summary | {"tokens_per_second": summary["tokens"] / summary["seconds"]}
+
+
+# --------------------------------------------------------------------------- fine-tuning
 
 
 @torch.no_grad()
 def predict_proba(model, shard: TokenShard, batch_size: int, pad_id: int, device) -> np.ndarray:
     """Class probabilities for every sequence of a shard, in shard order (on every rank)."""
     model.eval()
-    n_labels = model.config.num_labels
-    out, mine_all = [], []
-    for lo in range(0, len(shard), batch_size):
-        rows = np.arange(lo, min(lo + batch_size, len(shard)))
-        mine = distributed.rank_slice(rows)
-        if len(mine) == 0:
-            continue
-        ids, mask = shard.batch(mine, pad_id, int(shard.lengths[rows].max()))
+    out = [np.zeros((0, model.config.num_labels), dtype=np.float32)]
+    rows = np.arange(len(shard))
+    for ids, mask in eval_batches(shard, rows, batch_size, pad_id, device):
         with autocast(device):
-            logits = model(
-                input_ids=torch.from_numpy(ids).to(device),
-                attention_mask=torch.from_numpy(mask).to(device),
-            ).logits
+            logits = model(input_ids=ids, attention_mask=mask).logits
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-        mine_all.append(mine)
     model.train()
-    local = np.concatenate(out) if out else np.zeros((0, n_labels), dtype=np.float32)
-    if distributed.world_size() == 1:
-        return local if out else np.zeros((0, n_labels))
-    return _gather_by_row(local, len(shard), batch_size)
-
-
-def _gather_by_row(local: np.ndarray, n: int, batch_size: int) -> np.ndarray:
-    """Put every rank's rows (chunked as in `predict_proba`) back into shard order."""
-    world = distributed.world_size()
-    owned = [
-        np.concatenate(
-            [
-                distributed.rank_slice(np.arange(lo, min(lo + batch_size, n)), world, r)
-                for lo in range(0, n, batch_size)
-            ]
-            or [np.zeros(0, dtype=np.int64)]
-        )
-        for r in range(world)
-    ]
-    parts = distributed.all_gather_rows(local, [len(o) for o in owned])
-    full = np.empty((n, *local.shape[1:]), dtype=local.dtype)
-    for rows, part in zip(owned, parts, strict=True):
-        full[rows] = part
-    return full
+    sizes = [len(distributed.rank_slice(rows, at=r)) for r in range(distributed.world_size())]
+    return np.concatenate(distributed.all_gather_rows(np.concatenate(out), sizes))
 
 
 def evaluate(
@@ -625,167 +569,84 @@ def class_weights(labels: np.ndarray, n_labels: int, how: str) -> np.ndarray:
     return weights
 
 
-def finetune_classifier(
-    model,
-    train: TokenShard,
-    val: TokenShard,
-    cfg: TrainConfig,
-    *,
-    pad_id: int,
-    device: torch.device,
-    curve_path: str | Path,
-    select_on: str = "loss",
-    log: Logger | None = None,
-    checkpoint: Checkpoint | None = None,
-    complement: np.ndarray | None = None,
-) -> dict:
-    """Train a classifier, keeping the weights that score best on VALIDATION.
+class Classification(Objective):
+    """Sequence classification, keeping the weights that score best on VALIDATION.
 
-    The test split is never seen here; the caller scores it once with the selected weights.
-    `cfg.class_weight: balanced` weighs the loss against class imbalance; `cfg.patience` > 0
-    stops after that many evaluations without a better validation score.
+    The loss is the class-weighted cross-entropy summed over the global batch and divided by its
+    total weight, so any split into ranks and micro-batches gives the same gradient. `patience`
+    > 0 stops after that many evaluations without a better `select_on` score.
     """
-    log = log or getLogger("dnalm")
-    check_config(cfg)
-    if cfg.rc_augment > 0 and complement is None:
-        raise ValueError("rc_augment > 0 needs the tokenizer's complement map (complement_ids)")
-    world = check_world(cfg)
-    torch.manual_seed(cfg.seed)
-    model.to(device).train()
-    opt = make_optimizer(model, cfg)
-    state = checkpoint.load() if checkpoint else None
-    meta = state["meta"] if state else {"step": 0, "seconds": 0.0, "running": []}
-    if state:
-        restore(state, model, opt)
-    net = distributed.wrap_model(model, device)
-    curve = CurveWriter(
-        curve_path,
-        ["step", "lr", "train_loss", "val_loss", "val_accuracy", "val_mcc", "val_auroc", "seconds"],
-        meta.get("curve"),
+
+    name, columns = "finetune", ("val_loss", "val_accuracy", "val_mcc", "val_auroc")
+
+    def __init__(self, train, val, cfg: TrainConfig, pad_id: int, *, n_labels: int, select_on):
+        super().__init__(train, val, cfg, pad_id)
+        self.select_on, self.labels = select_on, train.labels.astype(np.int64)
+        self.sign = 1.0 if select_on == "loss" else -1.0  # lower loss is better, higher metrics
+        self.weights = class_weights(self.labels, n_labels, cfg.class_weight)
+        self.state = {"score": math.inf, "step": 0, "val": {}, "stale": 0}
+
+    def begin_step(self, step: int, rows: np.ndarray) -> None:
+        self.total = float(self.weights[self.labels[rows]].sum())
+
+    def loss(self, net, mine, ids, mask, device):
+        logits = net(
+            input_ids=torch.from_numpy(ids).to(device),
+            attention_mask=torch.from_numpy(mask).to(device),
+        ).logits
+        weights = torch.tensor(self.weights, dtype=torch.float32, device=device)
+        y = torch.from_numpy(self.labels[mine]).to(device)
+        summed = torch.nn.functional.cross_entropy(
+            logits.float(), y, weight=weights, reduction="sum"
+        )
+        return summed * (distributed.world_size() / self.total)
+
+    def evaluate(self, model, step, device, log):
+        scores, _ = evaluate(model, self.val, self.cfg.batch_size, self.pad_id, device)
+        best, score = self.state, self.sign * scores[self.select_on]
+        if score < best["score"]:
+            best.update(score=score, step=step, val=scores, stale=0)
+            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            self.tensors = {"best_state": copy.deepcopy(weights)}
+        else:
+            best["stale"] += 1
+        log.info(
+            f"finetune step {step}  val loss {scores['loss']:.4f}  acc {scores['accuracy']:.3f}  "
+            f"mcc {scores['mcc']:.3f}  auroc {scores['auroc']:.3f}"
+            + ("  (best)" if best["step"] == step else "")
+        )
+        stop = bool(self.cfg.patience) and best["stale"] >= self.cfg.patience
+        if stop:
+            log.info(
+                f"early stop at step {step}: no better validation {self.select_on} in "
+                f"{self.cfg.patience} evaluations"
+            )
+        return {f"val_{k}": scores[k] for k in ("loss", "accuracy", "mcc", "auroc")}, stop
+
+    def result(self, model) -> dict:
+        if "best_state" in self.tensors:
+            model.load_state_dict(self.tensors["best_state"])
+        return {
+            "best_step": self.state["step"],
+            "selected_on": self.select_on,
+            "val": self.state["val"],
+            "class_weights": self.weights.tolist(),
+        }
+
+
+def finetune_classifier(
+    model, train_shard, val, cfg: TrainConfig, *, pad_id: int, select_on: str = "loss", **run
+) -> dict:
+    """Train a classifier (`run`: the keywords of `train`) and return with the weights selected
+    on validation loaded. The test split is never seen here: the caller scores it once."""
+    n_labels = model.config.num_labels
+    objective = Classification(
+        train_shard, val, cfg, pad_id, n_labels=n_labels, select_on=select_on
     )
-    sign = 1.0 if select_on == "loss" else -1.0  # lower loss is better, higher metrics are
-    best = {"score": math.inf, "step": 0, "state": None, "val": {}, "stale": 0}
-    if state and "best" in meta:
-        best = {**meta["best"], "state": state.get("best_state")}
-    train_labels = train.labels.astype(np.int64)
-    weights = class_weights(train_labels, model.config.num_labels, cfg.class_weight)
     if cfg.class_weight != "none":
-        log.info("class weights (%s): %s", cfg.class_weight, np.round(weights, 4).tolist())
-    weights_t = torch.tensor(weights, dtype=torch.float32, device=device)
-    sampler = BatchSampler(len(train), cfg.global_batch, cfg.seed)
-    t0, running = time.perf_counter() - float(meta["seconds"]), list(meta["running"])
-    start, last = int(meta["step"]), int(meta["step"])
-    try:
-        for step in range(start + 1, cfg.steps + 1):
-            last = step
-            lr = set_learning_rate(opt, step - 1, cfg)
-            rows = sampler.rows(step - 1)  # the global batch, the same on every rank
-            total = float(weights[train_labels[rows]].sum())
-            parts = micro_batches(rows, cfg.batch_size)
-            step_loss = 0.0
-            for k, micro in enumerate(parts):
-                mine = distributed.rank_slice(micro)
-                ids, mask = train.batch(mine, pad_id, int(train.lengths[micro].max()))
-                if complement is not None and cfg.rc_augment > 0:
-                    draws = row_draws(micro, cfg.seed, step - 1, salt=2)
-                    flip = np.array([draws[int(r)] < cfg.rc_augment for r in mine])
-                    reverse_complement_rows(ids, mask, flip, complement)
-                y = torch.from_numpy(train_labels[mine]).to(device)
-                with sync_gradients(net, k == len(parts) - 1):
-                    with autocast(device):
-                        logits = net(
-                            input_ids=torch.from_numpy(ids).to(device),
-                            attention_mask=torch.from_numpy(mask).to(device),
-                        ).logits
-                    # sum of weighted row losses over the global batch's total weight: the
-                    # same gradient for any split into ranks and micro-batches
-                    per_row = torch.nn.functional.cross_entropy(
-                        logits.float(), y, weight=weights_t, reduction="sum"
-                    )
-                    loss = per_row * (world / total)
-                    loss.backward()
-                step_loss += loss.item()
-            finish_step(model, opt, cfg.grad_clip)
-            running.append(step_loss)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                log.info(
-                    "finetune step %d/%d  loss %.4f  lr %.2e",
-                    step,
-                    cfg.steps,
-                    distributed.mean_across_ranks(np.mean(running)),
-                    lr,
-                )
-            stop = False
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                scores, _ = evaluate(model, val, cfg.batch_size, pad_id, device)
-                score = sign * scores[select_on]
-                if score < best["score"]:
-                    best = {
-                        "score": score,
-                        "step": step,
-                        "val": scores,
-                        "stale": 0,
-                        "state": copy.deepcopy(
-                            {k: v.detach().cpu() for k, v in model.state_dict().items()}
-                        ),
-                    }
-                else:
-                    best["stale"] += 1
-                log.info(
-                    "finetune step %d  val loss %.4f  acc %.3f  mcc %.3f  auroc %.3f%s",
-                    step,
-                    scores["loss"],
-                    scores["accuracy"],
-                    scores["mcc"],
-                    scores["auroc"],
-                    "  (best)" if best["step"] == step else "",
-                )
-                curve.write(
-                    step=step,
-                    lr=lr,
-                    train_loss=distributed.mean_across_ranks(np.mean(running)),
-                    val_loss=scores["loss"],
-                    val_accuracy=scores["accuracy"],
-                    val_mcc=scores["mcc"],
-                    val_auroc=scores["auroc"],
-                    seconds=time.perf_counter() - t0,
-                )
-                running = []
-                if cfg.patience and best["stale"] >= cfg.patience:
-                    log.info(
-                        "early stop at step %d: no better validation %s in %d evaluations",
-                        step,
-                        select_on,
-                        cfg.patience,
-                    )
-                    stop = True
-            if stop:
-                break
-            if checkpoint and checkpoint_due(step, cfg):
-                checkpoint.save(
-                    step,
-                    model,
-                    opt,
-                    {
-                        "seconds": time.perf_counter() - t0,
-                        "running": running,
-                        "curve": curve.rows,
-                        "best": {k: v for k, v in best.items() if k != "state"},
-                    },
-                    {"best_state": best["state"]} if best["state"] is not None else None,
-                )
-    finally:
-        curve.close()
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    return {
-        "best_step": best["step"],
-        "selected_on": select_on,
-        "val": best["val"],
-        "last_step": last,
-        "early_stopped": last < cfg.steps,
-        "class_weights": weights.tolist(),
-        "seconds": time.perf_counter() - t0,
-        "processes": world,
-        "resumed_from_step": start,
-    }
+        weights = np.round(objective.weights, 4).tolist()
+        (run.get("log") or getLogger("dnalm")).info(
+            f"class weights ({cfg.class_weight}): {weights}"
+        )
+    result = train(model, objective, **run)
+    return result | {"early_stopped": result["last_step"] < cfg.steps}

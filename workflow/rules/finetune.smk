@@ -1,7 +1,7 @@
 # finetune (init = pretrained weights) and scratch (init = random): same architecture, data,
 # optimiser, schedule and step budget; model selection on val, one score on test.
 # With resources.gpu > 1 a job runs under torchrun, one DDP rank per GPU, the batch size
-# being the global batch (src/dnalm/train.py).
+# being the global batch (src/dnalm/jobs.py).
 
 
 rule finetune:

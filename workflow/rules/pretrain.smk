@@ -1,6 +1,6 @@
 # pretrain: next-token language modelling for every model of the config.
 # With resources.gpu > 1 the job runs under torchrun, one DDP rank per GPU, the batch size
-# being the global batch (src/dnalm/train.py).
+# being the global batch (src/dnalm/jobs.py).
 
 
 rule pretrain:

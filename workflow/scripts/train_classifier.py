@@ -7,7 +7,7 @@ job first claims that many devices of this machine for itself (dnalm.gpus).
 
 from pathlib import Path
 
-from dnalm.train import run_job
+from dnalm.jobs import run_job
 
 run_job(
     "finetune",

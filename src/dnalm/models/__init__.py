@@ -84,18 +84,27 @@ def model_config(
 
 
 def config_for(spec: Mapping[str, Any], tokenizer, **overrides: Any) -> PreTrainedConfig:
-    """Config of a pipeline model entry (arch, size, max_seq_len) for `tokenizer`.
+    """Config of a pipeline model entry (arch, size, max_seq_len, optional `config` overrides
+    such as dropout) for `tokenizer`.
 
     Pretraining and scratch training both build their network here, so the two inits of a model
-    are always the same architecture.
+    are always the same architecture. An override the architecture's config does not have is an
+    error: transformers configs would keep it silently and nothing would read it.
     """
+    extra = dict(spec.get("config") or {})
+    unknown = sorted(set(extra) - set(_CONFIGS[spec["arch"]]().to_dict()))
+    if unknown:
+        raise ValueError(
+            f"model {spec.get('name', spec['arch'])!r}: config key(s) {', '.join(unknown)} are "
+            f"not settings of the {spec['arch']} architecture"
+        )
     return model_config(
         spec["arch"],
         spec["size"],
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         max_seq_len=spec["max_seq_len"],
-        **overrides,
+        **(extra | overrides),
     )
 
 
