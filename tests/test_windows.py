@@ -528,3 +528,20 @@ def test_pretraining_corpus_leaves_out_test_chromosomes(tiny_genomes):
     reread = roles.replace("", np.nan)
     again = pretraining_corpus(reread, paths, WindowSpec(200, 200))
     assert all(again[s].equals(corpus[s]) for s in corpus)
+
+
+def test_a_split_left_without_a_label_fails(tiny_genomes):
+    """Only the 2,500-bp genome of each group holds a 2,200-bp window: without it, the test
+    split's virus groups give none, and the task would silently have a one-class test split."""
+    sheet, paths = tiny_genomes
+    assignment = _assignment(sheet)
+    test_virus = sorted(g for g, s in assignment.items() if s == "test" and g.startswith("virus"))
+    sheet = sheet[~(sheet["group"].isin(test_virus) & sheet["genome"].str.endswith("_1"))]
+    spec = WindowSpec(2200, 2200)
+    with pytest.raises(ValueError) as err:
+        task_windows(sheet, paths, spec, assignment=assignment, seed=0, labels=["host", "virus"])
+    assert str(err.value) == (
+        f"no test window is labelled 'virus': its test group(s) ({', '.join(test_virus)}) give "
+        f"no window of length 2200 with max_n_fraction {spec.max_n_fraction}; pin other groups "
+        "to test with the sheet's split column, change split.seed, or shorten the window"
+    )

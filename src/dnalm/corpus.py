@@ -307,20 +307,22 @@ def tokenize_windows(
     """Write the token ids of `windows` (in row order) to the shard `prefix`; returns the count.
 
     With `meta`, `{prefix}.meta.json` is written too, with what only the pass over the windows
-    knows added: `sequences`, `tokens` (ids written), `window_length` (longest window, in
-    bases) and `dtype`.
+    knows added: `sequences`, `tokens` (ids written), `bases` (in every window), `window_length`
+    (longest window, in bases) and `dtype`.
     """
-    longest = 0
+    longest = bases = 0
     with ShardWriter(prefix, encoder.dtype) as writer:
         for block in window_blocks(windows, genome_paths, block_size=block_size):
             ids, lengths = block.token_ids(encoder)
             writer.add_many(ids, lengths, block.labels)
             longest = max(longest, int((block.ends - block.starts).max()))
+            bases += int((block.ends - block.starts).sum())
     if meta is not None:
         info = dict(meta)
         info.update(
             sequences=writer.count,
             tokens=writer.tokens,
+            bases=bases,
             window_length=longest,
             dtype=np.dtype(encoder.dtype).name,
         )

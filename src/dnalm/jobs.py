@@ -195,24 +195,26 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
 
 
 def build_classifier(params: dict[str, Any], tokenizer, labels: list[str]):
-    """The classifier of one init: the pretrained backbone with a new head, or random weights.
-
-    The seed is set just before building, so that the inits of one seed draw the same head.
+    """The classifier of one init: the pretrained backbone with a new head, or random weights;
+    the head is drawn from the run's seed after building, the same for every init (`init_head`).
     """
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from dnalm.models import config_for
+    from dnalm.models import config_for, init_head
 
     ids = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
     ids["label2id"] = {x: i for i, x in enumerate(labels)}
     torch.manual_seed(int(params["seed"]))
     if params["init"] == "pretrained":
-        return AutoModelForSequenceClassification.from_pretrained(params["pretrained"], **ids)
-    if params["init"] == "scratch":
+        model = AutoModelForSequenceClassification.from_pretrained(params["pretrained"], **ids)
+    elif params["init"] == "scratch":
         config = config_for(params["model"], tokenizer, **ids)
-        return AutoModelForSequenceClassification.from_config(config)
-    raise ValueError(f"init must be pretrained or scratch, not {params['init']!r}")
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        raise ValueError(f"init must be pretrained or scratch, not {params['init']!r}")
+    init_head(model, int(params["seed"]))
+    return model
 
 
 def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logger) -> None:

@@ -43,3 +43,14 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
             skm.average_precision_score(onehot[:, cols], probs[:, cols], average="macro")
         )
     return out
+
+
+def auto_selection(labels: np.ndarray) -> str:
+    """`select_on: auto`: AUPRC when the rarest class is under 20% of train, else the loss.
+
+    On an imbalanced validation split the lowest loss often belongs to the model that calls
+    everything the majority class; AUPRC rewards ranking the rare class first.
+    """
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    return "auprc" if len(counts) == 2 and counts.min() / counts.sum() < 0.2 else "loss"

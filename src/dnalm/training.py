@@ -32,7 +32,7 @@ import torch
 
 from dnalm import distributed
 from dnalm.files import atomic_path
-from dnalm.metrics import classification_metrics
+from dnalm.metrics import METRICS, auto_selection, classification_metrics
 from dnalm.runtime import autocast
 from dnalm.shards import TokenShard
 from dnalm.tokenization import reverse_complement_rows
@@ -321,6 +321,16 @@ def fingerprint(cfg: TrainConfig, **extra) -> dict:
     return {"format": CHECKPOINT_FORMAT, "train": settings, **extra}
 
 
+def finite(value: float, what: str, step: int) -> float:
+    """A validation score that selection can trust; NaN or infinity stops the job."""
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"validation {what} is {value} at step {step}: the model diverged (or its outputs "
+            "are not numbers); lower the learning rate or raise warmup_steps, then rerun"
+        )
+    return value
+
+
 # --------------------------------------------------------------------------- the skeleton
 
 
@@ -477,9 +487,17 @@ class LanguageModelling(Objective):
 
     def __init__(self, train: TokenShard, val: TokenShard, cfg: TrainConfig, pad_id: int):
         super().__init__(train, val, cfg, pad_id)
+        if len(val) == 0:
+            raise ValueError(
+                f"the pretraining val split {val.prefix} has no windows, so pretraining cannot be "
+                "validated: mark more genomes pretrain=true or shorten pretrain_corpus.window"
+            )
         self.val_rows = np.arange(min(len(val), cfg.eval_sequences))
         self.full = int(train.lengths.max())
         self.state = {"tokens": 0, "val_loss": float("nan")}
+        # a k-mer or BPE token stands for several bases: bits per base divides by their mean
+        meta = val.meta
+        self.bases_per_token = meta["bases"] / meta["tokens"] if meta.get("bases") else 1.0
 
     def begin_step(self, step: int, rows: np.ndarray) -> int:
         self.length = train_length(step, self.cfg, self.full)
@@ -501,8 +519,8 @@ class LanguageModelling(Objective):
 
     def evaluate(self, model, step, device, log):
         val_loss = lm_loss(model, self.val, self.val_rows, self.cfg.batch_size, self.pad_id, device)
-        self.state["val_loss"] = val_loss
-        bits = val_loss / math.log(2)
+        self.state["val_loss"] = finite(val_loss, "loss", step)
+        bits = val_loss / math.log(2) / self.bases_per_token
         log.info(f"pretrain step {step}  val loss {val_loss:.4f}  ({bits:.3f} bits/base)")
         return {
             "tokens": self.state["tokens"],
@@ -516,7 +534,8 @@ class LanguageModelling(Objective):
             "steps": self.cfg.steps,
             "tokens": self.state["tokens"],
             "val_loss": val_loss,
-            "val_bits_per_base": val_loss / math.log(2),
+            "val_bits_per_base": val_loss / math.log(2) / self.bases_per_token,
+            "bases_per_token": self.bases_per_token,
             "val_sequences": len(self.val_rows),
         }
 
@@ -553,6 +572,8 @@ def evaluate(
 ) -> tuple[dict, np.ndarray]:
     """Cross-entropy loss and classification metrics over a whole split."""
     probs = predict_proba(model, shard, batch_size, pad_id, device)
+    if not np.isfinite(probs).all():  # scikit-learn would refuse them: say what happened instead
+        return {"loss": math.nan} | dict.fromkeys(METRICS, math.nan), probs
     labels = shard.labels.astype(np.int64)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))))
     return {"loss": loss, **classification_metrics(labels, probs)}, probs
@@ -581,8 +602,15 @@ class Classification(Objective):
 
     def __init__(self, train, val, cfg: TrainConfig, pad_id: int, *, n_labels: int, select_on):
         super().__init__(train, val, cfg, pad_id)
-        self.select_on, self.labels = select_on, train.labels.astype(np.int64)
-        self.sign = 1.0 if select_on == "loss" else -1.0  # lower loss is better, higher metrics
+        self.labels = train.labels.astype(np.int64)
+        self.select_on = select_on if select_on != "auto" else auto_selection(self.labels)
+        if len(val) == 0 or (self.select_on != "loss" and len(np.unique(val.labels)) < 2):
+            raise ValueError(
+                f"validation split {val.prefix} has {len(val)} sequence(s) of "
+                f"{len(np.unique(val.labels))} class(es): selection on {self.select_on} needs "
+                "both classes there; change the split (split.val_fraction, val_groups)"
+            )
+        self.sign = 1.0 if self.select_on == "loss" else -1.0  # lower loss is better
         self.weights = class_weights(self.labels, n_labels, cfg.class_weight)
         self.state = {"score": math.inf, "step": 0, "val": {}, "stale": 0}
 
@@ -603,7 +631,8 @@ class Classification(Objective):
 
     def evaluate(self, model, step, device, log):
         scores, _ = evaluate(model, self.val, self.cfg.batch_size, self.pad_id, device)
-        best, score = self.state, self.sign * scores[self.select_on]
+        finite(scores["loss"], "loss", step)
+        best, score = self.state, self.sign * finite(scores[self.select_on], self.select_on, step)
         if score < best["score"]:
             best.update(score=score, step=step, val=scores, stale=0)
             weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -643,10 +672,12 @@ def finetune_classifier(
     objective = Classification(
         train_shard, val, cfg, pad_id, n_labels=n_labels, select_on=select_on
     )
+    log = run.get("log") or getLogger("dnalm")
+    if select_on == "auto":
+        counts = np.bincount(objective.labels)
+        share = counts[counts > 0].min() / len(objective.labels)
+        log.info(f"select_on auto: {objective.select_on} (rarest class {share:.1%} of train)")
     if cfg.class_weight != "none":
-        weights = np.round(objective.weights, 4).tolist()
-        (run.get("log") or getLogger("dnalm")).info(
-            f"class weights ({cfg.class_weight}): {weights}"
-        )
+        log.info(f"class weights ({cfg.class_weight}): {np.round(objective.weights, 4).tolist()}")
     result = train(model, objective, **run)
     return result | {"early_stopped": result["last_step"] < cfg.steps}

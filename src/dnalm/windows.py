@@ -381,8 +381,13 @@ def task_windows(
     labels: list[str] | None = None,
     max_windows_per_genome: int | None = None,
     balance: str = "none",
+    every_label: bool = True,
 ) -> dict[str, pd.DataFrame]:
-    """Labelled windows of a genome-classification task; `assignment` maps group -> split."""
+    """Labelled windows of a genome-classification task; `assignment` maps group -> split.
+
+    A split left without some label (its groups give no window) is an error rather than a
+    silently one-class split (`every_label`; off for a pool that is split afterwards).
+    """
     sheet = sheet.copy()
     names = labels or sorted(sheet["label"].unique())
     unknown = set(sheet["label"]) - set(names)
@@ -423,6 +428,19 @@ def task_windows(
         if balance == "downsample" and split != "test" and part["label"].nunique() > 1:
             part = downsample(part, seed, split)
         out[split] = part[WINDOW_COLUMNS].reset_index(drop=True)
+    if every_label:
+        for split in SPLITS:
+            for label in sorted(set(sheet["label"]) - set(out[split]["label"])):
+                groups = sorted(
+                    {g for g, s in assignment.items() if s == split}
+                    & set(sheet.loc[sheet["label"] == label, "group"])
+                )
+                raise ValueError(
+                    f"no {split} window is labelled {label!r}: its {split} group(s) "
+                    f"({', '.join(groups) or 'none'}) give no window of length {spec.length} "
+                    f"with max_n_fraction {spec.max_n_fraction}; pin other groups to {split} "
+                    "with the sheet's split column, change split.seed, or shorten the window"
+                )
     return out
 
 
@@ -534,6 +552,7 @@ def task_windows_by_record(
         seed=seed,
         labels=labels,
         max_windows_per_genome=max_windows_per_genome,
+        every_label=False,
     )["train"]
     out = apply_record_splits(whole, table)
     for split in SPLITS:

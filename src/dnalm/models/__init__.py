@@ -122,6 +122,24 @@ def compile_model(model: torch.nn.Module, **compile_kwargs: Any) -> torch.nn.Mod
     return model
 
 
+def init_head(model: torch.nn.Module, seed: int) -> None:
+    """Draw the classification head (`score`) from a generator seeded by `seed`.
+
+    Called after the model is built, whatever it was built from, so every init of one seed
+    starts from the same head: `from_pretrained` and `from_config` consume the global random
+    stream differently (the former builds on the meta device and initialises only the head).
+    Weights N(0, initializer_range), bias 0, as both architectures initialise linear layers.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    head = model.score
+    std = model.config.initializer_range
+    with torch.no_grad():
+        weight = torch.randn(head.weight.shape, generator=generator, dtype=torch.float32)
+        head.weight.copy_(weight * std)
+        if head.bias is not None:
+            head.bias.zero_()
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of trainable parameters (shared and tied tensors counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -144,6 +162,7 @@ __all__ = [
     "compile_blocks",
     "compile_model",
     "count_parameters",
+    "init_head",
     "load_hyenadna",
     "model_config",
 ]
