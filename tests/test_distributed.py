@@ -181,7 +181,7 @@ def _finetune_job(tmp: Path, data: Path, out: Path, **extra) -> dict:
         char_tokenizer().save_pretrained(pretrained)
         n = len(np.load(data / "clf_test.idx"))
         pd.DataFrame(
-            {"genome": "g", "chrom": "c", "start": np.arange(n) * 40, "label": "host"}
+            {"genome": "g", "chrom": "c", "start": np.arange(n) * 40, "label": "host", "group": "g"}
         ).assign(end=lambda t: t["start"] + 40).to_parquet(tmp / "test.parquet")
     out.mkdir()
     train = {k: v for k, v in CLF_TRAIN.items() if k != "seed"}

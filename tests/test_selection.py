@@ -199,7 +199,13 @@ def test_test_labels_never_influence_selection(tmp_path):
     for name, y in (("plain", test_labels), ("permuted", permuted)):
         shard(tmp_path / f"test_{name}", seqs[160:], y)
         pd.DataFrame(
-            {"genome": "g", "chrom": [f"r{i}" for i in range(40)], "start": 0, "end": 48}
+            {
+                "genome": "g",
+                "chrom": [f"r{i}" for i in range(40)],
+                "start": 0,
+                "end": 48,
+                "group": "g",
+            }
             | {"label": [["neg", "pos"][v] for v in y]}
         ).to_parquet(tmp_path / f"test_{name}.parquet")
         out = tmp_path / name

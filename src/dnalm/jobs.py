@@ -276,7 +276,9 @@ def write_finetune_outputs(params: dict[str, Any], model, job: Job, labels, prob
     from dnalm.model_dir import write_training_info
 
     windows = pd.read_parquet(params["test_windows"])
-    table = windows[["genome", "chrom", "start", "end", "label"]].copy()
+    # group: the unit a split keeps on one side (genome group, record, experiment, cluster),
+    # which the statistics resample as a whole
+    table = windows[["genome", "chrom", "start", "end", "label", "group"]].copy()
     for i, name in enumerate(labels):
         table[f"prob_{name}"] = probs[:, i].round(6)
     table["predicted"] = [labels[i] for i in np.asarray(probs).argmax(axis=1)]
