@@ -269,20 +269,14 @@ def score_test(labels, probs, best_step: int, log: logging.Logger) -> dict:
 def write_finetune_outputs(params: dict[str, Any], model, job: Job, labels, probs) -> None:
     """Per-window test predictions, and the fine-tuned model directory (weights, tokenizer and
     what prediction needs to know about its training)."""
-    import numpy as np
     import pandas as pd
 
     from dnalm.files import write_tsv
+    from dnalm.metrics import prediction_table
     from dnalm.model_dir import write_training_info
 
     windows = pd.read_parquet(params["test_windows"])
-    # group: the unit a split keeps on one side (genome group, record, experiment, cluster),
-    # which the statistics resample as a whole
-    table = windows[["genome", "chrom", "start", "end", "label", "group"]].copy()
-    for i, name in enumerate(labels):
-        table[f"prob_{name}"] = probs[:, i].round(6)
-    table["predicted"] = [labels[i] for i in np.asarray(probs).argmax(axis=1)]
-    write_tsv(params["outputs"]["predictions"], table)
+    write_tsv(params["outputs"]["predictions"], prediction_table(windows, labels, probs))
     job.save(params["outputs"]["model"], model)
     window_length = int(job.shards["train"].meta["window_length"])
     write_training_info(params["outputs"]["model"], window_length=window_length, labels=labels)

@@ -54,3 +54,13 @@ def auto_selection(labels: np.ndarray) -> str:
     counts = np.bincount(labels)
     counts = counts[counts > 0]
     return "auprc" if len(counts) == 2 and counts.min() / counts.sum() < 0.2 else "loss"
+
+
+def prediction_table(windows, labels: list[str], probs: np.ndarray):
+    """`predictions.tsv` of a run: each test window (genome, chrom, start, end, label and its
+    group, the unit the statistics resample), its class probabilities and the predicted label."""
+    table = windows[["genome", "chrom", "start", "end", "label", "group"]].copy()
+    for i, name in enumerate(labels):
+        table[f"prob_{name}"] = np.asarray(probs)[:, i].round(6)
+    table["predicted"] = [labels[i] for i in np.asarray(probs).argmax(axis=1)]
+    return table
