@@ -10,6 +10,7 @@ import io
 import threading
 import time
 import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,13 +22,18 @@ from conftest import ROOT, SHARED_DATA, run_snakemake
 from dnalm.download import (
     DownloadChecksumError,
     DownloadError,
-    RateLimiter,
     download,
     list_links,
     parse_checksum,
 )
 from dnalm.fasta import read_fasta
-from dnalm.ncbi import NcbiError, download_assembly, download_refseq_viral, efetch_nucleotide
+from dnalm.ncbi import (
+    NcbiError,
+    download_assembly,
+    download_refseq_viral,
+    efetch_nucleotide,
+    entrez,
+)
 from dnalm.sources import AcquireSettings, fetch_source, parse_source
 
 VIRAL = SHARED_DATA / "genomes/viral/viral_reference_genomes.fasta"
@@ -269,15 +275,6 @@ def test_ftp_urls_go_through_urllib_and_are_retried(tmp_path):
     assert not (tmp_path / "g.fa.gz").exists()
 
 
-def test_rate_limiter_spaces_calls():
-    limiter = RateLimiter(20)
-    times = []
-    for _ in range(4):
-        limiter.wait()
-        times.append(time.monotonic())
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.045
-
-
 # --------------------------------------------------------------------------- NCBI
 
 
@@ -291,9 +288,24 @@ def _records() -> list[tuple[str, bytes]]:
     return out
 
 
+def efetch_form(request: dict) -> dict[str, list[str]]:
+    """The parameters of an efetch request: the query of a GET, the body of a POST."""
+    text = request["body"].decode() if request["method"] == "POST" else request["query"]
+    return urllib.parse.parse_qs(text)
+
+
+def _reply(h: BaseHTTPRequestHandler, body: bytes) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "text/plain")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def fake_efetch(h: BaseHTTPRequestHandler) -> None:
     """E-utilities efetch over the viral file: records by accession (versioned or not)."""
-    form = urllib.parse.parse_qs(h.body.decode())
+    query = urllib.parse.urlsplit(h.path).query
+    form = urllib.parse.parse_qs(h.body.decode() if h.command == "POST" else query)
     assert form["db"] == ["nuccore"] and form["rettype"] == ["fasta"]
     body = b""
     for acc in form["id"][0].split(","):
@@ -301,11 +313,14 @@ def fake_efetch(h: BaseHTTPRequestHandler) -> None:
             ids = [p for p in rid.split("|") if p] if "|" in rid else [rid]
             if any(i == acc or i.split(".")[0] == acc for i in ids):
                 body += raw + b"\n"
-    h.send_response(200)
-    h.send_header("Content-Type", "text/plain")
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
+    _reply(h, body)
+
+
+def any_efetch(h: BaseHTTPRequestHandler) -> None:
+    """efetch that knows every accession: a short record named after each."""
+    query = urllib.parse.urlsplit(h.path).query
+    form = urllib.parse.parse_qs(h.body.decode() if h.command == "POST" else query)
+    _reply(h, b"".join(f">{acc} made up\nACGT\n".encode() for acc in form["id"][0].split(",")))
 
 
 ACCS = ["NC_045512.2", "NC_001802", "NC_001608.3", "NC_000866.4", "NC_002549", "NC_026438.1"]
@@ -322,8 +337,8 @@ def test_efetch_batches_rate_limit_and_records(server, tmp_path):
         **FAST,
     )
     hits = server.hits("/eutils/efetch.fcgi")
-    assert len(hits) == 3 and all(h["method"] == "POST" for h in hits)
-    forms = [urllib.parse.parse_qs(h["body"].decode()) for h in hits]
+    assert len(hits) == 3 and all(h["method"] == "GET" for h in hits)  # Bio.Entrez: few ids
+    forms = [efetch_form(h) for h in hits]
     assert [f["id"][0] for f in forms] == [",".join(ACCS[i : i + 2]) for i in (0, 2, 4)]
     assert all(f["tool"] == ["dnalm"] and f["email"] == ["me@example.org"] for f in forms)
     assert all("api_key" not in f for f in forms)
@@ -336,15 +351,25 @@ def test_efetch_batches_rate_limit_and_records(server, tmp_path):
     assert records["gi|29366675|ref|NC_000866.4|"] == originals["gi|29366675|ref|NC_000866.4|"]
 
 
+def test_efetch_posts_long_id_lists_in_batches(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = any_efetch
+    accs = [f"NC_{i:06d}.1" for i in range(1, 451)]
+    dest = efetch_nucleotide(accs, tmp_path / "n.fa", base_url=server.url("/eutils"), **FAST)
+    hits = server.hits("/eutils/efetch.fcgi")
+    assert [h["method"] for h in hits] == ["POST", "POST", "GET"]  # 200, 200 and 50 ids
+    assert [len(efetch_form(h)["id"][0].split(",")) for h in hits] == [200, 200, 50]
+    assert list(dict(read_fasta(dest))) == accs
+
+
 def test_efetch_api_key_raises_the_rate_and_missing_records_fail(server, tmp_path):
     server.routes["/eutils/efetch.fcgi"] = fake_efetch
     efetch_nucleotide(
         ACCS[:3], tmp_path / "a.fa", base_url=server.url("/eutils"), api_key="K3Y", batch_size=1
     )
     hits = server.hits("/eutils/efetch.fcgi")
-    assert all(urllib.parse.parse_qs(h["body"].decode())["api_key"] == ["K3Y"] for h in hits)
+    assert all(efetch_form(h)["api_key"] == ["K3Y"] for h in hits)
     gaps = [b["time"] - a["time"] for a, b in zip(hits, hits[1:], strict=False)]
-    assert min(gaps) >= 0.09 and max(gaps) < 0.3  # 10 requests/s with a key
+    assert min(gaps) >= 0.09  # Bio.Entrez spaces requests with a key 0.1 s apart, not 0.37
     with pytest.raises(NcbiError, match="no record for 1 accession.*NC_999999.1"):
         efetch_nucleotide(
             ["NC_045512.2", "NC_999999.1"], tmp_path / "b.fa", base_url=server.url("/eutils")
@@ -361,6 +386,44 @@ def test_efetch_error_page_is_reported(server, tmp_path):
         efetch_nucleotide(["NC_045512.2"], tmp_path / "c.fa", base_url=server.url("/eutils"))
     assert len(server.hits("/eutils/efetch.fcgi")) == 2  # a 400 is not retried
     assert list(tmp_path.iterdir()) == []
+
+
+def test_efetch_retries_server_errors_and_cut_answers(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = fail_first(2, 503, fake_efetch)
+    dest = efetch_nucleotide(["NC_045512.2"], tmp_path / "a.fa", base_url=server.url("/eutils"))
+    assert len(server.hits("/eutils/efetch.fcgi")) == 3  # Bio.Entrez's own retries
+    assert list(dict(read_fasta(dest))) == ["NC_045512.2"]
+    whole = dict(_records())["NC_045512.2"] + b"\n"
+    server.routes["/eutils/efetch.fcgi"] = once_then(serve(whole, cut_at=1000), serve(whole))
+    dest = efetch_nucleotide(
+        ["NC_045512.2"], tmp_path / "b.fa", base_url=server.url("/eutils"), **FAST
+    )
+    assert len(server.hits("/eutils/efetch.fcgi")) == 5  # asked again after the cut
+    assert dest.read_bytes() == whole
+    server.routes["/eutils/efetch.fcgi"] = fail_first(9, 503, fake_efetch)
+    with pytest.raises(NcbiError, match="HTTP 503.*efetch of NC_045512.2"):
+        efetch_nucleotide(
+            ["NC_045512.2"], tmp_path / "c.fa", base_url=server.url("/eutils"), retries=1
+        )
+    assert len(server.hits("/eutils/efetch.fcgi")) == 7  # retries=1: two tries
+    assert not (tmp_path / "c.fa").exists()
+
+
+def test_entrez_settings_are_restored_and_only_eutils_is_redirected(server):
+    from Bio import Entrez
+
+    before = (Entrez.email, Entrez.api_key, Entrez.tool, Entrez.max_tries, Entrez.urlopen)
+    with entrez(server.url("/eutils"), email="a@b.c", api_key="K", retries=2) as module:
+        assert (module.email, module.api_key, module.tool, module.max_tries) == (
+            "a@b.c",
+            "K",
+            "dnalm",
+            3,
+        )
+        with pytest.raises(NcbiError, match="outside https://eutils.ncbi.nlm.nih.gov"):
+            module.urlopen(urllib.request.Request("https://example.org/efetch.fcgi"))
+    assert (Entrez.email, Entrez.api_key, Entrez.tool, Entrez.max_tries, Entrez.urlopen) == before
+    assert server.requests == []
 
 
 def _datasets_zip(accession: str, fasta: bytes, md5: str | None = None) -> bytes:
@@ -522,3 +585,4 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
     assert (tmp_path / "resources/genomic_benchmarks/toy/test/b/testb.txt").read_text() == "ACGT"
     log = (tmp_path / "logs/acquire_genome/ecoli.log").read_text()
     assert "attempt 1/6 failed (HTTP 503" in log and "checksum verified" in log
+
