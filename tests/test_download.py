@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import threading
 import time
 import urllib.parse
@@ -586,3 +587,37 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
     log = (tmp_path / "logs/acquire_genome/ecoli.log").read_text()
     assert "attempt 1/6 failed (HTTP 503" in log and "checksum verified" in log
 
+
+def test_default_profile_runs_one_ncbi_download_at_a_time(server, tmp_path):
+    """profiles/default sets `resources: [ncbi=1]`: two ncbi: genomes on 2 cores are fetched
+    one after the other, so E-utilities' per-IP rate holds across jobs, not only within one."""
+    spans: list[tuple[float, float]] = []
+
+    def slow_efetch(h: BaseHTTPRequestHandler) -> None:
+        start = time.monotonic()
+        time.sleep(1.5)
+        fake_efetch(h)
+        spans.append((start, time.monotonic()))
+
+    server.routes["/eutils/efetch.fcgi"] = slow_efetch
+    rows = [
+        ("sars", "virus", "v0", "ncbi:NC_045512.2", ""),
+        ("hiv", "virus", "v1", "ncbi:NC_001802", ""),
+        ("v2", "virus", "v2", "simulated:virus?length=3000&seed=2", ""),
+        *[(f"h{i}", "host", f"h{i}", f"simulated:host?length=3000&seed={i}", "") for i in range(3)],
+    ]
+    sheet = "genome\tlabel\tgroup\tsource\tchecksum\n" + "".join("\t".join(r) + "\n" for r in rows)
+    (tmp_path / "genomes.tsv").write_text(sheet)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["genomes"] = "genomes.tsv"
+    config.pop("predict", None)
+    config["acquire"] = {"ncbi_eutils_url": server.url("/eutils"), "backoff": 0.01}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["resources/genomes/sars.fa.gz", "resources/genomes/hiv.fa.gz"]
+    run = run_snakemake(tmp_path, *targets, configfile=tmp_path / "config.yaml", cores=2)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert "Using workflow specific profile profiles/default" in run.stdout + run.stderr
+    log = "".join(p.read_text() for p in (tmp_path / ".snakemake/log").glob("*.log"))
+    assert re.search(r"Provided resources: .*ncbi\D+1\b", log), log[:2000]
+    first, second = sorted(spans)
+    assert first[1] <= second[0]  # the second job's request began after the first one's ended
