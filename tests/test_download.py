@@ -28,6 +28,7 @@ from dnalm.download import (
     parse_checksum,
 )
 from dnalm.fasta import read_fasta
+from dnalm.mirror import MirrorError
 from dnalm.ncbi import (
     NcbiError,
     download_assembly,
@@ -35,7 +36,7 @@ from dnalm.ncbi import (
     efetch_nucleotide,
     entrez,
 )
-from dnalm.sources import AcquireSettings, fetch_source, parse_source
+from dnalm.sources import AcquireSettings, fetch_file, fetch_source, parse_source
 
 VIRAL = SHARED_DATA / "genomes/viral/viral_reference_genomes.fasta"
 ECOLI = SHARED_DATA / "genomes/nonviral/Ecoli_K12_MG1655_NC_000913.3.fna.gz"
@@ -88,7 +89,7 @@ class Loopback:
                     return
                 route(self)
 
-            do_GET = do_POST = _handle
+            do_GET = do_POST = do_CONNECT = _handle  # CONNECT: an https request via a proxy
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -621,3 +622,133 @@ def test_default_profile_runs_one_ncbi_download_at_a_time(server, tmp_path):
     assert re.search(r"Provided resources: .*ncbi\D+1\b", log), log[:2000]
     first, second = sorted(spans)
     assert first[1] <= second[0]  # the second job's request began after the first one's ended
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def region_efetch(sequences: dict[str, str]) -> Callable:
+    """efetch of whole records or of seq_start..seq_stop of one, as NCBI names a region."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        query = urllib.parse.urlsplit(h.path).query
+        form = urllib.parse.parse_qs(h.body.decode() if h.command == "POST" else query)
+        body = b""
+        for acc in form["id"][0].split(","):
+            seq, name = sequences[acc], acc
+            if "seq_start" in form:
+                start, stop = int(form["seq_start"][0]), int(form["seq_stop"][0])
+                seq, name = seq[start - 1 : stop], f"{acc}:{start}-{stop}"
+            body += f">{name} some organism\n{seq}\n".encode()
+        _reply(h, body)
+
+    return route
+
+
+def test_efetch_regions_are_requests_of_their_own(server, tmp_path):
+    seqs = {"NC_000001.1": "ACGT" * 50, "NC_000002.1": "GGCC" * 10, "NC_000003.1": "TTAA" * 5}
+    server.routes["/eutils/efetch.fcgi"] = region_efetch(seqs)
+    accs = ["NC_000003.1", "NC_000001.1:5-12", "NC_000002.1", "NC_000001.1:1-4"]
+    dest = efetch_nucleotide(accs, tmp_path / "r.fa", base_url=server.url("/eutils"), **FAST)
+    forms = [efetch_form(h) for h in server.hits("/eutils/efetch.fcgi")]
+    asked = [(f["id"][0], f.get("seq_start"), f.get("seq_stop")) for f in forms]
+    assert asked == [
+        ("NC_000003.1", None, None),
+        ("NC_000001.1", ["5"], ["12"]),
+        ("NC_000002.1", None, None),
+        ("NC_000001.1", ["1"], ["4"]),
+    ]
+    assert list(read_fasta(dest)) == [
+        ("NC_000003.1", seqs["NC_000003.1"]),
+        ("NC_000001.1:5-12", "ACGTACGT"),
+        ("NC_000002.1", seqs["NC_000002.1"]),
+        ("NC_000001.1:1-4", "ACGT"),
+    ]
+    server.routes["/eutils/efetch.fcgi"] = serve(b">NC_000001.1:1-40 wrong region\nACGT\n")
+    with pytest.raises(NcbiError, match=r"no record for 1 accession.*NC_000001.1:1-4\b"):
+        efetch_nucleotide(["NC_000001.1:1-4"], tmp_path / "x.fa", base_url=server.url("/eutils"))
+
+
+# --------------------------------------------------------------------------- the mirror
+
+
+def _settings(tmp_path, server, mirror) -> AcquireSettings:
+    return AcquireSettings.from_config(
+        {
+            "download_dir": str(tmp_path / "cache"),
+            "ncbi_eutils_url": server.url("/eutils"),
+            "mirror": str(mirror) if mirror else None,
+            "backoff": 0.01,
+        },
+        environ={},
+    )
+
+
+def test_mirror_hit_by_checksum_or_name_makes_no_request(server, tmp_path):
+    server.routes["/mito.fa"] = serve(MITO.read_bytes())
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    settings = _settings(tmp_path, server, SHARED_DATA)
+    work = tmp_path / "work"
+    work.mkdir()
+    # a URL whose file name is not the mirror's: found by its pinned checksum (SHA256SUMS)
+    url = parse_source(server.url("/elsewhere/mitochondria.fa"))
+    got = fetch_source(url, work, settings, checksum=f"sha256:{sha256(MITO.read_bytes())}")
+    assert got == SHARED_DATA / "genomes/nonviral/primate_mitochondria.fa"
+    # an ncbi: source, found by the file name it gives
+    ecoli = parse_source("ncbi:NC_000913.3?mirror=Ecoli_K12_MG1655_NC_000913.3.fna.gz")
+    assert fetch_source(ecoli, work, settings) == ECOLI
+    # a labelled task's file, copied to where the task reads it
+    dest = tmp_path / "labelled" / "exp4_2014_B.csv"
+    viraminer = SHARED_DATA / "viraminer/exp4_2014_B.csv"
+    digest = sha256(viraminer.read_bytes())
+    fetch_file(server.url("/x/exp4_2014_B.csv"), dest, digest, settings)
+    assert dest.read_bytes() == viraminer.read_bytes()
+    assert server.requests == []
+
+
+def test_mirror_miss_downloads(server, tmp_path):
+    mito = MITO.read_bytes()
+    server.routes["/mito.fa"] = serve(mito)
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    settings = _settings(tmp_path, server, SHARED_DATA)
+    work = tmp_path / "work"
+    work.mkdir()
+    got = fetch_source(parse_source(server.url("/mito.fa")), work, settings)  # no such name
+    assert got.read_bytes() == mito and got.is_relative_to(tmp_path / "cache")
+    sars = fetch_source(parse_source("ncbi:NC_045512.2?mirror=not_there.fa"), work, settings)
+    assert list(dict(read_fasta(sars))) == ["NC_045512.2"]
+    table = b"seq,label\nACGT,1\n"  # in no mirror
+    server.routes["/tables/t.csv"] = serve(table)
+    dest = tmp_path / "labelled" / "t.csv"
+    fetch_file(server.url("/tables/t.csv"), dest, sha256(table), settings)
+    assert dest.read_bytes() == table
+    paths = ["/mito.fa", "/eutils/efetch.fcgi", "/tables/t.csv"]
+    assert [r["path"] for r in server.requests] == paths
+
+
+def test_mirror_checks_what_it_hands_out(server, tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "a").mkdir(parents=True)
+    (mirror / "b").mkdir()
+    (mirror / "a" / "g.fa").write_bytes(b">x\nACGT\n")
+    (mirror / "b" / "g.fa").write_bytes(b">y\nACGT\n")
+    (mirror / "one.fa").write_bytes(b">z\nGGGG\n")
+    settings = _settings(tmp_path, server, mirror)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(MirrorError, match="2 files are named 'g.fa'"):
+        fetch_source(parse_source("ncbi:NC_045512.2?mirror=g.fa"), work, settings)
+    got = fetch_source(parse_source("ncbi:NC_045512.2?mirror=b/g.fa"), work, settings)
+    assert got == mirror / "b" / "g.fa"
+    # no SHA256SUMS: checksums are computed once and cached beside the downloads
+    pinned = f"sha256:{sha256(b'>z' + bytes([10]) + b'GGGG' + bytes([10]))}"
+    url = parse_source(server.url("/other.fa"))
+    assert fetch_source(url, work, settings, checksum=pinned) == mirror / "one.fa"
+    cached = (tmp_path / "cache" / "mirror-checksums.json").read_text()
+    assert pinned.split(":")[1] in cached
+    # a listed checksum that the file no longer has: the mirror copy is damaged
+    (mirror / "SHA256SUMS").write_text(f"{'0' * 64}  ./one.fa\n")
+    with pytest.raises(MirrorError, match="does not match its SHA256SUMS entry"):
+        fetch_source(parse_source("ncbi:NC_045512.2?mirror=one.fa"), work, settings)
+    assert server.requests == []
+

@@ -1,9 +1,9 @@
 """NCBI sources: nucleotide accessions, assembly accessions and the viral RefSeq release.
 
-- `ncbi:ACC1,ACC2` -> E-utilities efetch (db=nuccore, rettype=fasta) through Bio.Entrez, in
-  batches, spaced by Bio.Entrez to NCBI's limit: 3 requests/s, 10 with an API key
-  (`NCBI_API_KEY` in the environment). Every requested accession must come back, or the
-  download fails naming the missing ones.
+- `ncbi:ACC1,ACC2[:START-STOP]` -> E-utilities efetch (db=nuccore, rettype=fasta) through
+  Bio.Entrez, in batches (a region is a request of its own), spaced by Bio.Entrez to NCBI's
+  limit: 3 requests/s, 10 with an API key (`NCBI_API_KEY` in the environment). Every requested
+  accession must come back, or the download fails naming the missing ones.
 - `assembly:GCF_...|GCA_...` -> the NCBI Datasets v2 REST API genome download (a zip data package
   holding `ncbi_dataset/data/<accession>/*_genomic.fna`, checked against its md5sum.txt), chosen
   over the FTP layout because it needs no assembly name and resolves an unversioned accession.
@@ -46,6 +46,7 @@ __all__ = [
     "download_refseq_viral",
     "efetch_nucleotide",
     "entrez",
+    "parse_region",
 ]
 
 EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
@@ -64,14 +65,37 @@ class NcbiError(DownloadError):
     """NCBI answered, but not with what was asked for."""
 
 
+_REGION = re.compile(r"(?P<accession>[^:]+):(?P<start>[0-9]+)-(?P<stop>[0-9]+)")
+
+
+def parse_region(text: str) -> tuple[str, tuple[int, int] | None]:
+    """`ACC` -> (ACC, None); `ACC:START-STOP` (1-based, inclusive) -> (ACC, (START, STOP))."""
+    if ":" not in text:
+        return text, None
+    match = _REGION.fullmatch(text)
+    start, stop = (int(match["start"]), int(match["stop"])) if match else (0, 0)
+    if not match or not 1 <= start <= stop:
+        raise ValueError(
+            f"{text!r}: a region is ACC:START-STOP, 1-based and inclusive, START <= STOP "
+            "(e.g. NC_003070.9:1-304277)"
+        )
+    return match["accession"], (start, stop)
+
+
 def _header_accessions(line: bytes) -> list[str]:
-    """Accession-like words of a FASTA header id (plain `NC_1.2` or `ref|NC_1.2|` style)."""
+    """Accession-like words of a FASTA header id (plain `NC_1.2` or `ref|NC_1.2|` style, and
+    `NC_1.2:1-100` for a region)."""
     word = line[1:].split(maxsplit=1)[0].decode("ascii", "replace") if line[1:].strip() else ""
-    return [p for p in word.split("|") if NUCLEOTIDE_ACCESSION.fullmatch(p)] or [word]
+    parts = word.split("|")
+    return [p for p in parts if NUCLEOTIDE_ACCESSION.fullmatch(p.split(":")[0])] or [word]
 
 
 def _matches(requested: str, found: str) -> bool:
-    return found == requested if "." in requested else found.split(".")[0] == requested
+    accession, region = requested.partition(":")[::2]
+    got, got_region = found.partition(":")[::2]
+    if region != got_region:
+        return False
+    return got == accession if "." in accession else got.split(".")[0] == accession
 
 
 def _check_batch(url: str, path: Path, batch: Sequence[str], log: logging.Logger) -> None:
@@ -176,9 +200,11 @@ def _efetch_batch(
     """One efetch answer, streamed to `dest`. Bio.Entrez retries a request that fails; a body
     cut off while it arrives is asked for again here, as a download would resume it."""
     what = f"efetch of {', '.join(batch[:5])}{' ...' if len(batch) > 5 else ''}"
+    ids, region = [parse_region(a)[0] for a in batch], parse_region(batch[0])[1]
+    span = {"seq_start": region[0], "seq_stop": region[1]} if region else {}
     for attempt in range(retries + 1):
         try:
-            handle = Entrez.efetch(db="nuccore", id=list(batch), rettype="fasta", retmode="text")
+            handle = Entrez.efetch(db="nuccore", id=ids, rettype="fasta", retmode="text", **span)
         except urllib.error.HTTPError as err:
             err.close()
             raise NcbiError(f"{url}: HTTP {err.code} {err.reason} ({what})") from None
@@ -216,7 +242,8 @@ def efetch_nucleotide(
     log: logging.Logger | None = None,
 ) -> Path:
     """FASTA of nucleotide accessions via Bio.Entrez efetch, in batches, written atomically;
-    every accession must come back."""
+    every accession must come back. `ACC:START-STOP` fetches that region (efetch's seq_start
+    and seq_stop, which apply to a whole request, so each region is a request of its own)."""
     log = log or _log
     accs = [a.strip() for a in accessions]
     if not accs or not all(accs):
@@ -229,7 +256,14 @@ def efetch_nucleotide(
     url = base_url.rstrip("/") + "/efetch.fcgi"
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    batches = [accs[i : i + batch_size] for i in range(0, len(accs), batch_size)]
+    batches: list[list[str]] = []  # in the order given; a region is a request of its own
+    for acc in accs:
+        if parse_region(acc)[1] is not None:
+            batches.append([acc])
+        elif batches and len(batches[-1]) < batch_size and parse_region(batches[-1][0])[1] is None:
+            batches[-1].append(acc)
+        else:
+            batches.append([acc])
     log.info(
         "ncbi: %d accession(s) in %d efetch request(s) through Bio.Entrez, at most %d/s%s",
         len(accs),
