@@ -84,6 +84,22 @@ CASES = {
         "rnn",
     ),
     "typo in a key": (SHEET, {"pretrian": {"steps": 1}}, "pretrian"),
+    "labelled urls without every sha256": (
+        SHEET,
+        {
+            "tasks": {
+                "t": {
+                    "source": {
+                        "format": "csv",
+                        "urls": ["https://example.org/a.csv", "https://example.org/b.csv"],
+                        "sha256": ["0" * 64],
+                    },
+                    "labels": ["0", "1"],
+                }
+            }
+        },
+        "source with url https://example.org/a.csv: 2 url(s) but 1 sha256 checksum(s)",
+    ),
     "window longer than the model": (
         SHEET,
         {"models": {"m": {"arch": "gpt", "size": "micro", "tokenizer": "char", "max_seq_len": 64}}},
