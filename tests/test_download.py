@@ -28,6 +28,7 @@ from dnalm.download import (
     parse_checksum,
 )
 from dnalm.fasta import read_fasta
+from dnalm.labelled import labelled_downloads
 from dnalm.mirror import MirrorError
 from dnalm.ncbi import (
     NcbiError,
@@ -752,3 +753,45 @@ def test_mirror_checks_what_it_hands_out(server, tmp_path):
         fetch_source(parse_source("ncbi:NC_045512.2?mirror=one.fa"), work, settings)
     assert server.requests == []
 
+
+def test_real_cpu_acquisitions_run_offline_from_the_mirror(server, tmp_path, monkeypatch):
+    """config/real_cpu.yaml with acquire.mirror at ../shared/data: every genome acquisition and
+    every labelled file comes from the mirror. All traffic is sent to the loopback server as a
+    proxy, and it sees no request."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, server.url(""))
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    config = yaml.safe_load((ROOT / "config/real_cpu.yaml").read_text())
+    config["acquire"]["mirror"] = str(SHARED_DATA)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/real_genomes.tsv").write_text((ROOT / config["genomes"]).read_text())
+    (tmp_path / "real_cpu.yaml").write_text(yaml.safe_dump(config))
+    sheet = [
+        line.split("\t")
+        for line in (tmp_path / "config/real_genomes.tsv").read_text().splitlines()
+        if line and not line.startswith("#")
+    ][1:]
+    labelled = labelled_downloads(config["tasks"])
+    targets = [f"resources/genomes/{row[0]}.fa.gz" for row in sheet] + sorted(labelled)
+    run = run_snakemake(
+        tmp_path, *targets, configfile=tmp_path / "real_cpu.yaml", cores=2, timeout=900
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert server.requests == []
+    assert len(sheet) == 9 and len(labelled) == 6
+    mirror = SHARED_DATA / "genomes"
+    pairs = {
+        "ecoli": mirror / "nonviral/Ecoli_K12_MG1655_NC_000913.3.fna.gz",
+        "athaliana": mirror / "nonviral/Athaliana_1pct.fa.gz",
+        "microviridae": mirror / "viral/microviridae_100_genomes.fasta",
+    }
+    mask = str.maketrans("RYKMSWBDHV", "N" * 10)  # soft_mask: upper, iupac: mask
+    for genome, original in pairs.items():
+        got = dict(read_fasta(tmp_path / f"resources/genomes/{genome}.fa.gz"))
+        assert got == {rid: seq.upper().translate(mask) for rid, seq in read_fasta(original)}
+        log = (tmp_path / f"logs/acquire_genome/{genome}.log").read_text()
+        assert f"mirror: {original} stands in for" in log
+    for path, (url, digest) in labelled.items():
+        data = (tmp_path / path).read_bytes()
+        assert sha256(data) == digest and url.rsplit("/", 1)[-1] == path.rsplit("/", 1)[-1]
