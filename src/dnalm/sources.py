@@ -151,18 +151,17 @@ def _parse_download(source: str, head: str, rest: str) -> Source:
                 f"source {source!r}: only refseq:viral (the release's viral genomes) is supported"
             )
         return Source("refseq", source, ("viral",))
-    if head == "ucsc":
-        assembly, _, chroms = rest.partition(":")
-        names = [c.strip() for c in chroms.split(",")] if chroms else []
-        if not _UCSC_ASSEMBLY.fullmatch(assembly) or not all(_CHROM.fullmatch(c) for c in names):
-            raise ValueError(
-                f"source {source!r}: write ucsc:<assembly> (e.g. ucsc:hg38) or "
-                "ucsc:<assembly>:<chrom>[,<chrom>...] (e.g. ucsc:hg38:chr21,chr22)"
-            )
-        if len(set(names)) != len(names):
-            raise ValueError(f"source {source!r}: a chromosome is listed twice")
-        return Source("ucsc", source, (assembly, *names))
-    raise AssertionError(head)  # _parse only calls this for the four download kinds
+    # ucsc
+    assembly, _, chroms = rest.partition(":")
+    names = [c.strip() for c in chroms.split(",")] if chroms else []
+    if not _UCSC_ASSEMBLY.fullmatch(assembly) or not all(_CHROM.fullmatch(c) for c in names):
+        raise ValueError(
+            f"source {source!r}: write ucsc:<assembly> (e.g. ucsc:hg38) or "
+            "ucsc:<assembly>:<chrom>[,<chrom>...] (e.g. ucsc:hg38:chr21,chr22)"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"source {source!r}: a chromosome is listed twice")
+    return Source("ucsc", source, (assembly, *names))
 
 
 def metagenome_options(source: str) -> dict:
