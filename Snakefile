@@ -16,6 +16,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/acquire.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/windows.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/tokenize.smk"

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import ROOT, SHARED_DATA, run_snakemake
+from conftest import ROOT, run_snakemake
 
 SVG = "{http://www.w3.org/2000/svg}"
 COMMITTED = ROOT / "docs" / "rulegraph.svg"
@@ -38,8 +38,8 @@ CONFIGS = {
     "config/config.yaml": CORE | {"simulate_sample", "predict"},
     # + GenomicBenchmarks datasets (downloaded or rebuilt) as labelled-sequence tasks
     "config/study.yaml": CORE | {"genomic_benchmark", "labelled_windows"},
-    # + labelled tasks read from ../shared/data
-    "config/real_cpu.yaml": CORE | {"labelled_windows"},
+    # + labelled tasks whose files are downloaded by URL (or taken from acquire.mirror)
+    "config/real_cpu.yaml": CORE | {"download_labelled", "labelled_windows"},
 }
 
 
@@ -81,14 +81,8 @@ def _needs_dot():
         pytest.skip("graphviz's `dot` is not installed (Debian/Ubuntu: apt-get install graphviz)")
 
 
-def _needs_data(configfile: str) -> None:
-    if configfile == "config/real_cpu.yaml" and not SHARED_DATA.exists():
-        pytest.skip(f"config/real_cpu.yaml reads {SHARED_DATA}, which is not present")
-
-
 @pytest.mark.parametrize("configfile", sorted(CONFIGS))
 def test_rulegraph_renders(configfile):
-    _needs_data(configfile)
     svg = render(configfile, "--rulegraph")
     rules = nodes(svg)
     assert sorted(rules.values()) == sorted(CONFIGS[configfile])  # one node per rule
@@ -109,7 +103,6 @@ def test_rulegraph_renders(configfile):
     ],
 )
 def test_dag_renders(configfile):
-    _needs_data(configfile)
     jobs = Counter(nodes(render(configfile, "--dag")).values())
     assert set(jobs) == CONFIGS[configfile]
     config = yaml.safe_load((ROOT / configfile).read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,12 +18,15 @@ from dnalm.labelled import (
     LabelledInputError,
     assign_splits,
     cross_split_duplicates,
+    labelled_downloads,
     labelled_windows,
     read_genomic_benchmarks,
     read_labelled_fasta,
     read_source,
     read_table,
     read_viraminer,
+    source_downloads,
+    source_paths,
 )
 from dnalm.windows import SPLITS, hold_out_validation_genome
 
@@ -154,6 +158,57 @@ def test_read_source_dispatches_every_format(tmp_path):
     ]
     with pytest.raises(ValueError, match="unknown source format 'xlsx'"):
         read_source({"format": "xlsx", "path": str(csv)})
+
+
+# --------------------------------------------------------------------------- files by URL
+
+BASE = "https://raw.githubusercontent.com/NeuroCSUT/ViraMiner/941ee13/data/DNA_data"
+
+
+def test_files_named_by_url_are_read_where_the_download_rule_puts_them():
+    source = {
+        "format": "viraminer",
+        "urls": [f"{BASE}/exp1_2011_N19.csv", f"{BASE}/exp4_2014_B.csv"],
+        "sha256": ["AB" * 32, f"sha256:{'cd' * 32}"],
+    }
+    paths = [
+        f"resources/downloads/labelled/{'ab' * 8}/exp1_2011_N19.csv",
+        f"resources/downloads/labelled/{'cd' * 8}/exp4_2014_B.csv",  # the stem is the group
+    ]
+    assert source_paths(source) == paths
+    assert [d[:2] for d in source_downloads(source)] == [
+        (f"{BASE}/exp1_2011_N19.csv", "ab" * 32),
+        (f"{BASE}/exp4_2014_B.csv", "cd" * 32),
+    ]
+    one = {"format": "csv", "url": "https://example.org/t%20x.csv", "sha256": "0" * 64}
+    assert source_paths(one) == [f"resources/downloads/labelled/{'0' * 16}/t x.csv"]
+    tasks = {"v": {"source": source}, "t": {"source": one}, "g": {"genomes": "all"}}
+    assert sorted(labelled_downloads(tasks)) == sorted([*paths, *source_paths(one)])
+    assert source_paths({"format": "csv", "path": "a.csv"}) == ["a.csv"]  # as before
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"format": "csv", "urls": ["https://x/a.csv", "https://x/b.csv"], "sha256": ["0" * 64]},
+            "source with url https://x/a.csv: 2 url(s) but 1 sha256",
+        ),
+        ({"format": "csv", "url": "https://x/a.csv", "sha256": "0" * 63}, "not 64 hex digits"),
+        ({"format": "csv", "url": "s3://x/a.csv", "sha256": "0" * 64}, "not an http(s)/ftp URL"),
+        ({"format": "csv", "url": "https://x/", "sha256": "0" * 64}, "not an http(s)/ftp URL"),
+        ({"format": "csv", "path": "a.csv", "sha256": "0" * 64}, "pins files named by url"),
+        (
+            {"format": "genomic_benchmarks", "url": "https://x/d.zip", "sha256": "0" * 64},
+            "is a directory",
+        ),
+    ],
+)
+def test_bad_url_sources_are_named(source, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        source_paths(source)
+    with pytest.raises(ValueError, match="task 'bad'"):
+        labelled_downloads({"bad": {"source": source}})
 
 
 # --------------------------------------------------------------------------- located errors

@@ -84,6 +84,22 @@ CASES = {
         "rnn",
     ),
     "typo in a key": (SHEET, {"pretrian": {"steps": 1}}, "pretrian"),
+    "labelled urls without every sha256": (
+        SHEET,
+        {
+            "tasks": {
+                "t": {
+                    "source": {
+                        "format": "csv",
+                        "urls": ["https://example.org/a.csv", "https://example.org/b.csv"],
+                        "sha256": ["0" * 64],
+                    },
+                    "labels": ["0", "1"],
+                }
+            }
+        },
+        "source with url https://example.org/a.csv: 2 url(s) but 1 sha256 checksum(s)",
+    ),
     "window longer than the model": (
         SHEET,
         {"models": {"m": {"arch": "gpt", "size": "micro", "tokenizer": "char", "max_seq_len": 64}}},
@@ -221,6 +237,32 @@ def test_window_longer_than_local_genomes(tmp_path, kind):
     assert out.returncode != 0
     message = f"every genome labelled 'virus' (the longest, 'v2', has at most {bound:,} bp)"
     assert message in text, text[-3000:]
+
+
+def test_real_cpu_config_dry_run_offline():
+    """config/real_cpu.yaml names only downloads (NCBI, GitHub URLs with sha256): it plans
+    without a network and without ../shared/data; the downloads are jobs."""
+    out = run(
+        "snakemake",
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/real_cpu.yaml",
+        "-d",
+        str(ROOT),
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    counts = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    real = yaml.safe_load((ROOT / "config/real_cpu.yaml").read_text())
+    rows = [r for r in (ROOT / real["genomes"]).read_text().splitlines() if r and r[0] != "#"]
+    assert counts["acquire_genome"] == len(rows) - 1 == 9
+    assert counts["download_labelled"] == 6 and counts["labelled_windows"] == 2
+    assert not any("shared/data" in row for row in rows)  # only comments name it
 
 
 def test_study_config_dry_run_offline():

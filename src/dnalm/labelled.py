@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -36,12 +37,14 @@ __all__ = [
     "assign_splits",
     "cross_split_duplicates",
     "genomic_benchmarks_dir",
+    "labelled_downloads",
     "labelled_windows",
     "read_genomic_benchmarks",
     "read_labelled_fasta",
     "read_source",
     "read_table",
     "read_viraminer",
+    "source_downloads",
     "source_paths",
 ]
 
@@ -403,8 +406,70 @@ def read_labelled_fasta(
     return _clean(table)
 
 
+LABELLED_DOWNLOADS = "resources/downloads/labelled"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def source_downloads(source: Mapping) -> list[tuple[str, str, str]]:
+    """(url, sha256, local path) of each file a source names by `url`/`urls` with `sha256`.
+
+    The local path, `resources/downloads/labelled/<sha256[:16]>/<the URL's file name>`, is what
+    the task reads: a job fetches it (from acquire.mirror when there, else the URL), never
+    parsing. Its name is the URL's, so a ViraMiner file keeps its experiment as its stem.
+    """
+    if "url" not in source and "urls" not in source:
+        if "sha256" in source:
+            raise ValueError("source: sha256 pins files named by url/urls; give those too")
+        return []
+    if source.get("format") == "genomic_benchmarks":
+        raise ValueError(
+            "source: a genomic_benchmarks source is a directory; give its path (the "
+            "genomic_benchmark rule downloads datasets), not a url"
+        )
+    urls = [source["url"]] if "url" in source else list(source["urls"])
+    sums = source.get("sha256", [])
+    sums = [sums] if isinstance(sums, str) else list(sums)
+    if len(sums) != len(urls):
+        raise ValueError(
+            f"source with url {urls[0]}: {len(urls)} url(s) but {len(sums)} sha256 "
+            "checksum(s); pin every file with its sha256 (sha256sum <file>), in url order"
+        )
+    found = []
+    for url, digest in zip(urls, sums, strict=True):
+        parts = urllib.parse.urlsplit(str(url))
+        name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
+        if parts.scheme not in ("http", "https", "ftp") or not parts.netloc or not name:
+            raise ValueError(f"source url {url!r} is not an http(s)/ftp URL of a file")
+        digest = str(digest).strip().lower().removeprefix("sha256:")
+        if not _SHA256.fullmatch(digest):
+            raise ValueError(f"source url {url}: sha256 {digest!r} is not 64 hex digits")
+        if name.startswith(".") or "\\" in name:
+            raise ValueError(f"source url {url}: its file name {name!r} is not usable")
+        found.append((str(url), digest, f"{LABELLED_DOWNLOADS}/{digest[:16]}/{name}"))
+    return found
+
+
+def labelled_downloads(tasks: Mapping) -> dict[str, tuple[str, str]]:
+    """Local path -> (url, sha256) of every file the labelled tasks name by URL: what the
+    download_labelled rule makes."""
+    files: dict[str, tuple[str, str]] = {}
+    for task, spec in tasks.items():
+        if "source" not in spec:
+            continue
+        try:
+            for url, digest, path in source_downloads(spec["source"]):
+                files.setdefault(path, (url, digest))
+        except ValueError as err:
+            raise ValueError(f"task {task!r}: {err}") from None
+    return files
+
+
 def source_paths(source: Mapping) -> list[str]:
-    """The files (or the GenomicBenchmarks directory) a source reads, as given in the config."""
+    """The files (or the GenomicBenchmarks directory) a source reads: as given in the config,
+    or where the files it names by URL are fetched to (`source_downloads`)."""
+    downloads = source_downloads(source)
+    if downloads:
+        return [path for _, _, path in downloads]
     if "paths" in source:
         return [str(p) for p in source["paths"]]
     return [str(source["path"])]
