@@ -476,28 +476,41 @@ def _greedy_groups(counts: np.ndarray, targets: np.ndarray, order: np.ndarray) -
     """One greedy pass: take a group when it brings the label totals closer to the targets
     (relative error per label, so a rare class counts as much as a common one); never take a
     group whose loss would leave the rest without a label; then give each label with a target
-    but no group its first eligible group."""
-    pool = counts.sum(axis=0)
-    scale = np.maximum(targets, 1.0)
+    but no group its first eligible group.
+
+    Plain Python floats, not numpy: a similarity split draws from tens of thousands of groups,
+    and numpy's per-call overhead on arrays of a few labels made each pass 5x slower. The sums
+    run in numpy's order for fewer than 8 labels, so the picks are the same."""
+    rows = counts.tolist()
+    goal = targets.tolist()
+    pool = counts.sum(axis=0).tolist()
+    scale = np.maximum(targets, 1.0).tolist()
+    labels = range(len(goal))
     taken = np.zeros(len(counts), dtype=bool)
-    have = np.zeros(counts.shape[1])
+    have = [0.0] * len(goal)
 
-    def keeps_rest_complete(g: int) -> bool:
-        rest = pool - have - counts[g]
-        return bool(((rest > 0) | (pool == 0)).all())
+    def keeps_rest_complete(row: list[float]) -> bool:
+        return all(pool[i] - have[i] - row[i] > 0 or pool[i] == 0 for i in labels)
 
-    for g in order:
-        if not keeps_rest_complete(g):
+    def error(totals: list[float]) -> float:
+        return sum([abs(totals[i] - goal[i]) / scale[i] for i in labels])
+
+    current = error(have)
+    for g in order.tolist():
+        row = rows[g]
+        if not keeps_rest_complete(row):
             continue
-        after = have + counts[g]
-        if (np.abs(after - targets) / scale).sum() < (np.abs(have - targets) / scale).sum():
+        after = [have[i] + row[i] for i in labels]
+        closer = error(after)
+        if closer < current:
             taken[g] = True
-            have = after
-    for label in np.flatnonzero((have == 0) & (targets > 0)):
-        for g in order:
-            if not taken[g] and counts[g, label] and keeps_rest_complete(g):
+            have, current = after, closer
+    for label in [i for i in labels if have[i] == 0 and goal[i] > 0]:
+        for g in order.tolist():
+            row = rows[g]
+            if not taken[g] and row[label] and keeps_rest_complete(row):
                 taken[g] = True
-                have = have + counts[g]
+                have = [have[i] + row[i] for i in labels]
                 break
     return taken
 
