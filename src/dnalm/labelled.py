@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dnalm.fasta import IUPAC_NUCLEOTIDES, is_gzip, read_fasta
+from dnalm.similarity import SimilarityClusters, similarity_clusters
 from dnalm.windows import SPLITS, WINDOW_COLUMNS, downsample, seeded_rng
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "read_source",
     "read_table",
     "read_viraminer",
+    "similarity_groups",
     "source_paths",
 ]
 
@@ -653,6 +655,56 @@ def _check_splits(table: pd.DataFrame, split: pd.Series, labels: list[str]) -> N
                 f"every split needs every label: choose test_groups/val_groups that hold every "
                 f"label, or give the task more {unit}"
             )
+
+
+def similarity_groups(
+    table: pd.DataFrame,
+    *,
+    k: int,
+    min_shared: float,
+    max_kmer_windows: int,
+    max_length: int | None = None,
+    test_groups: Sequence[str] | None = None,
+    val_groups: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, SimilarityClusters]:
+    """The table with `group` set to each sequence's similarity cluster (`split_by:
+    similarity`), so that the group draw keeps near-duplicates on one side.
+
+    The measure is the audit's (`k`, `min_shared`, `max_kmer_windows` of the `audit` config;
+    `dnalm.similarity`), on the sequences as the task keeps them (`max_length`). A source's
+    own groups are merged in: a group and every sequence linked to it form one cluster. A
+    cluster is named by the id of its first sequence, its own id when alone, as in a row split.
+    The split is drawn from the clusters, so a source's own train/test split, test_groups and
+    val_groups are errors.
+    """
+    pinned = [n for n, v in (("test_groups", test_groups), ("val_groups", val_groups)) if v]
+    if pinned:
+        raise ValueError(
+            f"split_by: similarity draws every split from the similarity clusters, so "
+            f"source.{' and source.'.join(pinned)} cannot pin groups; drop "
+            f"{' and '.join(pinned)}, or keep them with split_by: group"
+        )
+    if "split" in table and {"train", "test"} <= set(table["split"]):
+        files = ", ".join(sorted(table["file"].unique())[:3])
+        raise ValueError(
+            f"{files}: the source has its own train/test split (GenomicBenchmarks train/ and "
+            "test/, or source.split_column), but split_by: similarity draws every split; keep the "
+            "source's split with split_by: group, or give a source without one"
+        )
+    seqs = table["sequence"]
+    if max_length:
+        seqs = seqs.str.slice(0, max_length)
+    groups = pd.factorize(table["group"])[0] if "group" in table else None
+    clusters = similarity_clusters(
+        seqs,
+        k=k,
+        min_shared=min_shared,
+        max_kmer_windows=max_kmer_windows,
+        groups=groups,
+    )
+    _, first = np.unique(clusters.cluster, return_index=True)
+    names = table["id"].to_numpy()[first][clusters.cluster]
+    return table.assign(group=names), clusters
 
 
 # --------------------------------------------------------------------------- windows
