@@ -11,8 +11,9 @@ plus `group` and `split` when the source has them):
   record id; or any regex with one capture group).
 
 Every problem is reported with the file, line (or record) and column, because these files are
-hand-made more often than genomes are. The table is then split (`assign_splits`) and written
-with the same columns as genome-task windows plus the inline `sequence` (`labelled_windows`).
+hand-made more often than genomes are. The table is then split (`assign_splits`; with
+`split_by: similarity` over clusters of near-duplicates, `similarity_groups`) and written with the
+same columns as genome-task windows plus the inline `sequence` (`labelled_windows`).
 """
 
 from __future__ import annotations
