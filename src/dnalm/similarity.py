@@ -112,11 +112,11 @@ def similarity_clusters(
     after = np.repeat(starts + posting, posting) - np.arange(total) - 1
     after[is_repeat] = 0
     del is_repeat
-    # a link needs (shared + credit) / total >= min_shared for one of the two sequences
+    # a link needs (shared + credit) / denominator >= min_shared for one of the two sequences
     bound = _repeat_bound(kmers_per_seq, repeat_kmers, min_shared)
     credit = np.where(bound, 0, repeat_kmers)
-    total_kmers = np.where(bound, kmers_per_seq - repeat_kmers, kmers_per_seq)
-    a, b, pairs = _links(owner, after, total_kmers, credit, min_shared, n)
+    denominator = np.where(bound, kmers_per_seq - repeat_kmers, kmers_per_seq)
+    a, b, pairs = _links(owner, after, denominator, credit, min_shared, n)
     links = len(a)
     if groups is not None:
         ga, gb = _group_links(groups, n)
@@ -137,7 +137,7 @@ def similarity_clusters(
 def _links(
     owner: np.ndarray,
     after: np.ndarray,
-    total_kmers: np.ndarray,
+    denominator: np.ndarray,
     credit: np.ndarray,
     min_shared: float,
     n: int,
@@ -172,8 +172,8 @@ def _links(
         a, b = keys // n, keys % n
         pairs += len(keys)
         # in either direction; as the audit computes it, (shared + repeats) / k-mers
-        linked = ((shared + credit[a]) / np.maximum(total_kmers[a], 1) >= min_shared) | (
-            (shared + credit[b]) / np.maximum(total_kmers[b], 1) >= min_shared
+        linked = ((shared + credit[a]) / np.maximum(denominator[a], 1) >= min_shared) | (
+            (shared + credit[b]) / np.maximum(denominator[b], 1) >= min_shared
         )
         firsts.append(a[linked])
         seconds.append(b[linked])
@@ -186,10 +186,8 @@ def _repeat_bound(kmers: np.ndarray, repeat_kmers: np.ndarray, min_shared: float
     return (kmers > 0) & (repeat_kmers / np.maximum(kmers, 1) >= min_shared)
 
 
-def _group_links(groups: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_links(groups: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Each member of a group linked to the next one: enough to make the group one component."""
-    if groups is None:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     groups = np.asarray(groups)
     if len(groups) != n:
         raise ValueError(f"{len(groups)} group codes for {n} sequences")
