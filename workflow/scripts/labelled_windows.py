@@ -110,8 +110,8 @@ with job_log(snakemake.log[0]) as log:
         val_fraction=split["val_fraction"],
         test_fraction=split["test_fraction"],
         seed=split["seed"],
-        test_groups=None if split_by == "similarity" else source.get("test_groups"),
-        val_groups=None if split_by == "similarity" else source.get("val_groups"),
+        test_groups=source.get("test_groups"),  # a similarity split has failed on them above
+        val_groups=source.get("val_groups"),
         balance=spec.get("balance", "none"),
         max_sequences_per_split=spec.get("max_sequences_per_split"),
         max_length=limit,
