@@ -25,6 +25,7 @@ from dnalm.labelled import (
     read_source,
     read_table,
     read_viraminer,
+    similarity_groups,
     source_downloads,
     source_paths,
 )
@@ -409,6 +410,47 @@ def test_group_split_property(sizes, seed):
         assert set(table.loc[split == s, "label"]) == set(LABELS)
 
 
+MEASURE = {"k": 21, "min_shared": 0.5, "max_kmer_windows": 256}
+
+
+def test_similarity_groups_name_clusters_and_merge_source_groups(tmp_path):
+    """Rows 1-2 are tiles of one region (linked), rows 3-4 share only a source group, and
+    max_length decides whether rows 5-6 (same first 60 bases, different tails) are linked."""
+    rng = np.random.default_rng(0)
+
+    def bases(n: int) -> str:
+        return "".join(rng.choice(list("ACGT"), n))
+
+    region, head = bases(300), bases(60)
+    rows = [
+        (region[:200], "0", "a"),
+        (region[50:250], "0", "b"),
+        (bases(200), "1", "c"),
+        (bases(200), "0", "c"),
+        (head + bases(140), "1", "d"),
+        (head + bases(140), "1", "e"),
+    ]
+    path = tmp_path / "s.csv"
+    path.write_text("seq,label,grp\n" + "".join(f"{s},{y},{g}\n" for s, y, g in rows))
+    table = read_table(path, group_column="grp")
+    grouped, clusters = similarity_groups(table, **MEASURE)
+    assert grouped["group"].tolist() == ["s:2", "s:2", "s:4", "s:4", "s:6", "s:7"]
+    assert clusters.count == 4 and clusters.sizes.tolist() == [2, 2, 1, 1]
+    assert clusters.largest_share == pytest.approx(2 / 6)
+    cut, _ = similarity_groups(table, **MEASURE, max_length=60)
+    assert cut["group"].tolist()[4:] == ["s:6", "s:6"]
+    assert grouped.drop(columns="group").equals(table.drop(columns="group"))
+
+
+def test_similarity_groups_refuse_what_pins_the_split(tmp_path, viraminer):
+    with pytest.raises(ValueError, match=r"source.test_groups and source.val_groups cannot pin"):
+        similarity_groups(viraminer, **MEASURE, test_groups=["a"], val_groups=["b"])
+    path = tmp_path / "fixed.csv"
+    path.write_text("seq,label,part\nACGTACGT,0,train\nACGTTTTT,1,test\n")
+    with pytest.raises(ValueError, match=r"fixed.csv: the source has its own train/test split"):
+        similarity_groups(read_table(path, split_column="part"), **MEASURE)
+
+
 # --------------------------------------------------------------------------- windows
 
 
@@ -583,3 +625,39 @@ def test_labelled_windows_and_tokenize_run(tmp_path):
         assert shard[i].tolist() == [char_ids[c] for c in seq]
     log = (tmp_path / "logs/labelled_windows/nontata.log").read_text()
     assert "excludes nothing for it" in log and "class counts" in log
+
+
+def test_labelled_windows_split_by_similarity_run(tmp_path):
+    """The step itself: clusters logged, each window's group its cluster, class_counts with the
+    largest group; the audit's measure comes from the config."""
+    config = mixed_config(tmp_path)
+    config["tasks"] = {
+        "nontata": {
+            "source": {"format": "csv", "path": str(NONTATA)},
+            "labels": LABELS,
+            "split_by": "similarity",
+        }
+    }
+    config["audit"] = {"k": 21, "min_shared": 0.5, "max_kmer_windows": 256}
+    out = snakemake(tmp_path, config, "results/windows/nontata/class_counts.tsv", dry=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = (tmp_path / "logs/labelled_windows/nontata.log").read_text()
+    assert "split by similarity (21-mers, linked at 50% shared" in log
+    assert "the largest holds" in log and "label 0:" in log
+    tables = {s: pd.read_parquet(tmp_path / f"results/windows/nontata/{s}.parquet") for s in SPLITS}
+    whole = pd.concat([t.assign(split=s) for s, t in tables.items()], ignore_index=True)
+    assert len(whole) == 9034 and whole["group"].nunique() < 0.9 * len(whole)
+    assert (whole.groupby("group")["split"].nunique() == 1).all()
+    counts = pd.read_csv(tmp_path / "results/windows/nontata/class_counts.tsv", sep="\t")
+    assert (counts["largest_group"] > 1).any() and (
+        counts["largest_group"] <= counts["windows"]
+    ).all()
+    groups = whole.groupby(["split", "label"])["group"].nunique()
+    assert counts.set_index(["split", "label"])["groups"].to_dict() == {
+        (s, int(y)): n for (s, y), n in groups.items()
+    }
+
+    config["tasks"]["nontata"]["source"].update(group_column="label", test_groups=["1"])
+    out = snakemake(tmp_path, config, "results/windows/nontata/class_counts.tsv", dry=False)
+    assert out.returncode != 0
+    assert "task 'nontata': split_by: similarity draws every split" in out.stderr
