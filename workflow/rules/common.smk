@@ -1,237 +1,48 @@
-# Config, sheets, wildcard constraints and input functions shared by every stage.
+# Config, sheets, wildcard constraints and input functions shared by every stage. The checks of
+# the config and the sheet live in dnalm.config_checks; they run here, while Snakemake parses.
 import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dnalm.fasta import is_gzip, record_lengths
+from dnalm import config_checks
+from dnalm.config_checks import ConfigError
 from dnalm.labelled import source_paths
-from dnalm.model_sizes import MODEL_SIZES
-from dnalm.simulate import parse_simulated_source
 from dnalm.sources import parse_source
-from dnalm.tokenization import check_tokenizer_spec
-from dnalm.windows import split_groups
 
 SPLITS = ["train", "val", "test"]
 CORPUS_SPLITS = ["train", "val"]
 INITS = ["pretrained", "scratch"]
 
 
+def at_parse_time(check, *args):
+    """A config check's mistake, reported as Snakemake reports its own: before any job runs."""
+    try:
+        return check(*args)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+
+
 validate(config, schema="../schemas/config.schema.yaml")
-
-
-def read_genome_sheet(path):
-    """The genome sheet, validated, with booleans parsed and sources classified."""
-    if not Path(path).exists():
-        raise WorkflowError(f"genome sheet {path} does not exist (config key: genomes)")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    missing = {"genome", "label", "group", "source"} - set(sheet.columns)
-    if missing:
-        raise WorkflowError(
-            f"{path}: missing column(s) {', '.join(sorted(missing))}; a genome sheet needs "
-            "genome, label, group, source (and optionally checksum, pretrain, split)"
-        )
-    for column, default in (("checksum", ""), ("pretrain", "true"), ("split", "")):
-        if column not in sheet:
-            sheet[column] = default
-    sheet["pretrain"] = sheet["pretrain"].replace("", "true").str.lower()
-    validate(sheet, schema="../schemas/genomes.schema.yaml")
-    sheet["pretrain"] = sheet["pretrain"].isin(["true", "yes", "1"])
-    dupes = sheet.loc[sheet["genome"].duplicated(), "genome"].tolist()
-    if dupes:
-        raise WorkflowError(
-            f"{path}: duplicate genome name(s) {', '.join(dupes)}; names must be unique"
-        )
-    sheet["kind"] = [
-        parse_source(s, f"{path}, genome {g!r}").kind
-        for g, s in zip(sheet["genome"], sheet["source"])
-    ]
-    if sheet.empty:
-        raise WorkflowError(
-            f"{path}: no genomes, only a header; add one row per genome"
-        )
-    if not sheet["pretrain"].any():
-        raise WorkflowError(
-            f"{path}: no genome feeds pretraining (the pretrain column is false everywhere); "
-            "set pretrain to true for at least one genome"
-        )
-    return sheet.set_index("genome", drop=False)
-
-
-GENOMES = read_genome_sheet(config["genomes"])
+GENOMES = at_parse_time(
+    config_checks.read_genome_sheet,
+    config["genomes"],
+    lambda sheet: validate(sheet, schema="../schemas/genomes.schema.yaml"),
+)
 TASKS = config["tasks"]
 # A task is a genome task (windows over sheet genomes, `genomes:`/`window:`) or a labelled-
 # sequence task (`source:`: CSV/TSV, GenomicBenchmarks, ViraMiner or FASTA with labels).
-LABELLED_TASKS = [t for t, spec in TASKS.items() if "source" in spec]
+LABELLED_TASKS = config_checks.labelled_tasks(config)
 GENOME_TASKS = [t for t in TASKS if t not in LABELLED_TASKS]
 MODELS = config["models"]
 TOKENIZERS = config["tokenizers"]
 SEEDS = [int(s) for s in config["finetune"]["seeds"]]
 PREDICT = config.get("predict") or {}
 SAMPLES = PREDICT.get("samples") or {}
-
-
-def check_config():
-    """Cross-references a schema cannot express, caught before any job runs."""
-    if "pretrain" in TASKS:
-        raise WorkflowError(
-            "'pretrain' is reserved for the pretraining corpus; rename that task"
-        )
-    # what the schema cannot say about a tokenizer, e.g. kmer stride <= k
-    for name, spec in TOKENIZERS.items():
-        try:
-            check_tokenizer_spec(spec, f"tokenizers: {name!r}")
-        except ValueError as err:
-            raise WorkflowError(str(err)) from None
-    for name, spec in MODELS.items():
-        if spec["tokenizer"] not in TOKENIZERS:
-            raise WorkflowError(
-                f"model {name!r} uses tokenizer {spec['tokenizer']!r}, which is not under "
-                f"'tokenizers' (have: {', '.join(TOKENIZERS)})"
-            )
-        if spec["size"] not in MODEL_SIZES[spec["arch"]]:
-            raise WorkflowError(
-                f"model {name!r}: unknown size {spec['size']!r} for arch {spec['arch']!r}; "
-                f"choose one of {', '.join(MODEL_SIZES[spec['arch']])}"
-            )
-    for genome, row in GENOMES.iterrows():
-        source = row["source"]
-        if (
-            row["kind"] == "local"
-            and not is_rule_output(source)
-            and not Path(source).exists()
-        ):
-            raise WorkflowError(
-                f"{config['genomes']}, genome {genome!r}: source file {source} does not exist "
-                "(paths are relative to the working directory)"
-            )
-    # before max_seq_len: a window no genome can hold is the first thing to change
-    check_window_fits(
-        "pretrain_corpus",
-        "pretraining genome",
-        pretrain_genomes(),
-        config["pretrain_corpus"]["window"]["length"],
-        "pretrain_corpus.window.length",
-    )
-    for task in GENOME_TASKS:
-        genomes = GENOMES.loc[GENOMES.index.intersection(task_genomes(task))]
-        for label, of_label in genomes.groupby("label"):
-            check_window_fits(
-                f"task {task!r}",
-                f"genome labelled {label!r}",
-                list(of_label.index),
-                TASKS[task]["window"]["length"],
-                f"tasks.{task}.window.length",
-            )
-    longest = max(
-        [config["pretrain_corpus"]["window"]["length"]]
-        + [TASKS[t]["window"]["length"] for t in GENOME_TASKS]
-        + [TASKS[t]["max_length"] for t in LABELLED_TASKS if "max_length" in TASKS[t]]
-    )
-    for name in MODELS:
-        if model_spec(name)["max_seq_len"] < longest:
-            raise WorkflowError(
-                f"model {name!r}: max_seq_len {model_spec(name)['max_seq_len']} is shorter than the "
-                f"longest window ({longest}); raise max_seq_len or shorten the windows"
-            )
-    for task in LABELLED_TASKS:
-        check_labelled_task(task, TASKS[task])
-    for task in GENOME_TASKS:
-        spec = TASKS[task]
-        unknown = set(task_genomes(task)) - set(GENOMES.index)
-        if unknown:
-            raise WorkflowError(
-                f"task {task!r} names genome(s) not in the sheet: {sorted(unknown)}"
-            )
-        labels = spec.get("labels")
-        found = set(GENOMES.loc[task_genomes(task), "label"])
-        if labels and not found <= set(labels):
-            raise WorkflowError(
-                f"task {task!r}: sheet labels {sorted(found - set(labels))} are missing from the "
-                f"task's labels {labels}"
-            )
-        if labels and set(labels) - found:
-            raise WorkflowError(
-                f"task {task!r}: label(s) {sorted(set(labels) - found)} of the task's labels "
-                f"have no genome in the sheet; remove them from tasks.{task}.labels or add "
-                "genomes with them"
-            )
-        if len(found) < 2:
-            raise WorkflowError(
-                f"task {task!r} has a single label {sorted(found)}; it needs two or more"
-            )
-        if task_split_by(task) == "chromosome":
-            continue  # needs the records' names: checked by the split_groups job, naming the task
-        try:  # the split itself is cheap: fail now rather than after acquiring every genome
-            split_groups(
-                GENOMES.loc[task_genomes(task), ["group", "label", "split"]].replace(
-                    "", None
-                ),
-                val_fraction=config["split"]["val_fraction"],
-                test_fraction=config["split"]["test_fraction"],
-                seed=config["split"]["seed"],
-            )
-        except ValueError as err:
-            raise WorkflowError(f"task {task!r}: {err}") from None
-    if SAMPLES:
-        for key in ("task", "model", "init", "seed"):
-            if key not in PREDICT:
-                raise WorkflowError(
-                    f"predict: samples are given but predict.{key} is missing"
-                )
-        if PREDICT["task"] not in TASKS or PREDICT["model"] not in MODELS:
-            raise WorkflowError(
-                "predict.task / predict.model must name a configured task and model"
-            )
-        if int(PREDICT["seed"]) not in SEEDS:
-            raise WorkflowError(
-                f"predict.seed {PREDICT['seed']} is not among finetune.seeds {SEEDS}"
-            )
-        for sample, source in SAMPLES.items():
-            kind = parse_source(source, f"predict sample {sample!r}").kind
-            if kind not in ("local", "metagenome"):
-                raise WorkflowError(
-                    f"predict sample {sample!r}: give a local FASTA path or "
-                    f"simulated:metagenome, not a {kind} source; download it first (or add it "
-                    "to the genome sheet and predict on resources/genomes/<genome>.fa.gz)"
-                )
-
-
-def longest_record_bound(genome):
-    """An upper bound of the genome's longest record, known without acquiring it: a
-    simulated genome's total length, a local file's up-to-date .fai, or a plain FASTA's size
-    in bytes; None (unknown until acquired) for downloads and compressed files without an
-    index."""
-    row = GENOMES.loc[genome]
-    if row["kind"] == "simulated":
-        return parse_simulated_source(row["source"]).length
-    path = Path(row["source"])
-    if row["kind"] != "local" or not path.exists():
-        return None
-    fai = Path(f"{path}.fai")
-    if fai.exists() and fai.stat().st_mtime >= path.stat().st_mtime:
-        return max(record_lengths(path).values(), default=0)
-    return None if is_gzip(path) else path.stat().st_size
-
-
-def check_window_fits(where, what, genomes, length, key):
-    """A window longer than every genome of a label (or of the pretraining corpus) gives that
-    label no window: fail now, not after acquiring every genome. Genomes of unknown length
-    (downloads) make the check pass; their windows job checks them once acquired."""
-    bounds = {g: longest_record_bound(g) for g in genomes}
-    if not bounds or None in bounds.values():
-        return
-    longest = max(bounds, key=bounds.get)
-    if bounds[longest] < length:
-        raise WorkflowError(
-            f"{where}: window length {length:,} is longer than every {what} (the longest, "
-            f"{longest!r}, has at most {bounds[longest]:,} bp), so it would get no window; set "
-            f"{key} to at most {bounds[longest]:,} or add longer genomes"
-        )
+at_parse_time(config_checks.check_config, config, GENOMES)
 
 
 def task_labels(task):
@@ -245,8 +56,7 @@ def task_labels(task):
 
 
 def task_split_by(task):
-    """What a genome task's split draws: the sheet's groups, or its genomes' chromosomes."""
-    return TASKS[task].get("split_by", "group")
+    return config_checks.task_split_by(TASKS[task])
 
 
 def split_record_indexes(wildcards):
@@ -266,54 +76,12 @@ def split_min_length(wildcards):
 
 
 def task_genomes(task):
-    """Sheet genomes of a genome task; a labelled-sequence task has none."""
-    if task in LABELLED_TASKS:
-        return []
-    chosen = TASKS[task].get("genomes", "all")
-    return list(GENOMES.index) if chosen == "all" else list(chosen)
+    return config_checks.task_genomes(config, GENOMES, task)
 
 
 def labelled_source_files(task):
     """The files (or GenomicBenchmarks directory) a labelled task reads."""
     return source_paths(TASKS[task]["source"])
-
-
-def is_rule_output(path):
-    """Paths under resources/ are made by a rule (e.g. a rebuilt GenomicBenchmarks dataset)."""
-    return Path(os.path.normpath(path)).parts[:1] == ("resources",)
-
-
-def check_labelled_task(task, spec):
-    """What can be checked of a labelled task before reading it: files, labels, groups."""
-    source = spec["source"]
-    for path in labelled_source_files(task):
-        if not is_rule_output(path) and not Path(path).exists():
-            raise WorkflowError(
-                f"task {task!r}: source file {path} does not exist (paths are relative to the "
-                "working directory)"
-            )
-    if not spec.get("labels") and source["format"] != "viraminer":
-        raise WorkflowError(
-            f"task {task!r}: a labelled-sequence task needs `labels` (label order = ids; "
-            "the second is the positive class), e.g. labels: ['0', '1']"
-        )
-    groups = source.get("test_groups", []) + source.get("val_groups", [])
-    if not groups:
-        return
-    if source["format"] == "genomic_benchmarks" or (
-        source["format"] in ("csv", "tsv") and "group_column" not in source
-    ):
-        raise WorkflowError(
-            f"task {task!r}: test_groups/val_groups need groups; set source.group_column"
-        )
-    if source["format"] == "viraminer":
-        stems = {Path(p).name.split(".")[0] for p in labelled_source_files(task)}
-        unknown = sorted(set(groups) - stems)
-        if unknown:
-            raise WorkflowError(
-                f"task {task!r}: test_groups/val_groups {unknown} are not ViraMiner experiments "
-                f"(file stems: {', '.join(sorted(stems))})"
-            )
 
 
 def alternatives(names):
@@ -417,7 +185,7 @@ def task_genome_files(wildcards):
 
 
 def pretrain_genomes():
-    return list(GENOMES.index[GENOMES["pretrain"]])
+    return config_checks.pretrain_genomes(GENOMES)
 
 
 def corpus_genomes(corpus):
@@ -579,5 +347,3 @@ def predict_model(wildcards):
     run = run_dir(PREDICT["task"], PREDICT["model"], PREDICT["init"], PREDICT["seed"])
     return os.path.join(run, "model")
 
-
-check_config()
