@@ -28,7 +28,6 @@ CORE = {
     "tokenize",
     "pretrain",
     "finetune",
-    "scratch",
     "aggregate",
     "provenance",
     "all",
@@ -93,10 +92,9 @@ def test_rulegraph_renders(configfile):
     rules = nodes(svg)
     assert sorted(rules.values()) == sorted(CONFIGS[configfile])  # one node per rule
     edges = rule_edges(svg)
-    for edge in [("pretrain", "finetune"), ("tokenize", "scratch"), ("aggregate", "all")]:
+    for edge in [("pretrain", "finetune"), ("tokenize", "finetune"), ("aggregate", "all")]:
         assert edge in edges, edge
     assert not any(source == "all" for source, _ in edges)
-    assert ("pretrain", "scratch") not in edges  # scratch never waits for pretraining
 
 
 @pytest.mark.parametrize(
@@ -114,7 +112,7 @@ def test_dag_renders(configfile):
     assert set(jobs) == CONFIGS[configfile]
     config = yaml.safe_load((ROOT / configfile).read_text())
     runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
-    assert jobs["finetune"] == jobs["scratch"] == runs
+    assert jobs["finetune"] == 2 * runs  # one per init
     assert jobs["pretrain"] == len(config["models"])
     assert jobs["all"] == jobs["aggregate"] == jobs["provenance"] == 1
     if configfile == "config/config.yaml":  # every sheet genome is acquired once

@@ -15,6 +15,8 @@ from dnalm.sources import parse_source
 
 SPLITS = ["train", "val", "test"]
 CORPUS_SPLITS = ["train", "val"]
+# How a classifier's weights start: from the pretraining weights or at random. The one list of
+# inits: the finetune rule's {init} wildcard, the runs aggregated and their benchmarks follow it.
 INITS = ["pretrained", "scratch"]
 
 
@@ -100,6 +102,7 @@ wildcard_constraints:
     model=alternatives(MODELS),
     tokenizer=alternatives(TOKENIZERS),
     split=alternatives(SPLITS),
+    init=alternatives(INITS),
     seed=r"\d+",
     sample=alternatives(SAMPLES) if SAMPLES else "(?!)",
 
@@ -218,6 +221,17 @@ def pretrain_tokens(wildcards):
     return tokens(MODELS[wildcards.model]["tokenizer"], "pretrain", CORPUS_SPLITS)
 
 
+def model_tokenizer(wildcards):
+    return f"results/tokenizers/{MODELS[wildcards.model]['tokenizer']}/tokenizer.json"
+
+
+def pretrained_weights(wildcards):
+    """The pretraining weights a run starts from; none for a run from random weights."""
+    if wildcards.init != "pretrained":
+        return []
+    return f"results/pretrain/{wildcards.model}/model.safetensors"
+
+
 def model_spec(model):
     return {"name": model, "max_seq_len": 1024, **MODELS[model]}
 
@@ -231,9 +245,9 @@ def run_dir(task, model, init, seed):
     return f"results/finetune/{task}/{model}/{init}/seed{seed}"
 
 
-def checkpoint_dir(wc, init):
+def checkpoint_dir(wc):
     """Resumable state of one fine-tuning run: not an output, so a failed job keeps it."""
-    return f"results/checkpoints/finetune/{wc.task}/{wc.model}/{init}/seed{wc.seed}"
+    return f"results/checkpoints/finetune/{wc.task}/{wc.model}/{wc.init}/seed{wc.seed}"
 
 
 def all_runs():
@@ -310,10 +324,10 @@ def all_benchmarks():
     ]
     files += [f"{bench}/pretrain/{m}.tsv" for m in MODELS]
     files += [
-        f"{bench}/{rule}/{t}/{m}/seed{s}.tsv"
-        for rule in ("finetune", "scratch")
+        f"{bench}/finetune/{t}/{m}/{i}/seed{s}.tsv"
         for t in TASKS
         for m in MODELS
+        for i in INITS
         for s in SEEDS
     ]
     files += [f"{bench}/aggregate/aggregate.tsv"]
