@@ -16,7 +16,7 @@ rule acquire_genome:
     log:
         "logs/acquire_genome/{genome}.log",
     benchmark:
-        "results/benchmarks/acquire_genome/{genome}.tsv"
+        BENCHMARKS["acquire_genome"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -41,7 +41,7 @@ rule genomic_benchmark:
     log:
         "logs/genomic_benchmark/{dataset}.log",
     benchmark:
-        "results/benchmarks/genomic_benchmark/{dataset}.tsv"
+        BENCHMARKS["genomic_benchmark"]
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_]+",
     conda:
@@ -67,7 +67,7 @@ rule simulate_sample:
     log:
         "logs/simulate_sample/{sample}.log",
     benchmark:
-        "results/benchmarks/simulate_sample/{sample}.tsv"
+        BENCHMARKS["simulate_sample"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

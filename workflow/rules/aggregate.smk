@@ -60,7 +60,7 @@ rule aggregate:
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
-        "results/benchmarks/aggregate/aggregate.tsv"
+        BENCHMARKS["aggregate"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

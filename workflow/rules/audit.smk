@@ -17,7 +17,7 @@ rule audit:
     log:
         "logs/audit/{task}.log",
     benchmark:
-        "results/benchmarks/audit/{task}.tsv"
+        BENCHMARKS["audit"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

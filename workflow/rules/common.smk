@@ -281,58 +281,75 @@ SUMMARY = {
 }
 
 
-def all_benchmarks():
-    """The benchmark file of every job the default target runs, except provenance's own (it is
-    written after the job ends). Keep in step with the rules' `benchmark:` paths."""
-    bench = "results/benchmarks"
-    tokenizers = sorted({MODELS[m]["tokenizer"] for m in MODELS})
-    genomes = set(pretrain_genomes()) | {
-        g for t in GENOME_TASKS for g in task_genomes(t)
-    }
+# Every rule's `benchmark:`, which all_benchmarks() collects for provenance (the rule is the
+# folder under results/benchmarks/); provenance has none: it would be written after that job.
+BENCHMARKS = {
+    name: f"results/benchmarks/{name}/{wildcards}.tsv"
+    for name, wildcards in {
+        "acquire_genome": "{genome}",
+        "genomic_benchmark": "{dataset}",
+        "simulate_sample": "{sample}",
+        "split_groups": "{task}",
+        "task_windows": "{task}",
+        "labelled_windows": "{task}",
+        "pretrain_windows": "pretrain",
+        "audit": "{task}",
+        "build_tokenizer": "{tokenizer}",
+        "tokenize": "{tokenizer}/{corpus}/{split}",
+        "pretrain": "{model}",
+        "finetune": "{task}/{model}/{init}/seed{seed}",
+        "aggregate": "aggregate",
+        "predict": "{sample}",
+    }.items()
+}
+
+
+def genomic_benchmark_datasets():
+    """Datasets the labelled tasks read from resources/genomic_benchmarks/ (a rule makes them)."""
     datasets = set()
     for task in LABELLED_TASKS:
-        for path in labelled_source_files(task):
+        for path in source_paths(TASKS[task]["source"]):
             parts = Path(os.path.normpath(path)).parts
             if parts[:2] == ("resources", "genomic_benchmarks") and len(parts) > 2:
                 datasets.add(parts[2])
-    for dataset in datasets:
+    return sorted(datasets)
+
+
+def acquired_genomes():
+    """Every sheet genome the default target acquires: pretraining, task and reference genomes."""
+    genomes = set(pretrain_genomes()).union(*map(task_genomes, GENOME_TASKS))
+    for dataset in genomic_benchmark_datasets():
         for ref in benchmark_references(SimpleNamespace(dataset=dataset)):
             parts = Path(os.path.normpath(ref)).parts
             if parts[:2] == ("resources", "genomes") and ref.endswith(".fa.gz"):
                 genomes.add(parts[2].removesuffix(".fa.gz"))
-    files = [f"{bench}/acquire_genome/{g}.tsv" for g in sorted(genomes)]
-    files += [f"{bench}/genomic_benchmark/{d}.tsv" for d in sorted(datasets)]
-    files += [
-        f"{bench}/simulate_sample/{s}.tsv"
-        for s in SAMPLES
-        if parse_source(SAMPLES[s]).kind != "local"
+    return sorted(genomes)
+
+
+def all_benchmarks():
+    """The benchmark file of every job the default target runs, but provenance's own."""
+    tokenizers = sorted({MODELS[m]["tokenizer"] for m in MODELS})
+    simulated = [s for s in SAMPLES if parse_source(SAMPLES[s]).kind != "local"]
+    b = BENCHMARKS
+    return [
+        *expand(b["acquire_genome"], genome=acquired_genomes()),
+        *expand(b["genomic_benchmark"], dataset=genomic_benchmark_datasets()),
+        *expand(b["simulate_sample"], sample=simulated),
+        *expand(b["split_groups"], task=GENOME_TASKS),
+        *expand(b["task_windows"], task=GENOME_TASKS),
+        *expand(b["labelled_windows"], task=LABELLED_TASKS),
+        b["pretrain_windows"],
+        *expand(b["audit"], task=TASKS),
+        *expand(b["build_tokenizer"], tokenizer=tokenizers),
+        *expand(
+            b["tokenize"], tokenizer=tokenizers, corpus="pretrain", split=CORPUS_SPLITS
+        ),
+        *expand(b["tokenize"], tokenizer=tokenizers, corpus=TASKS, split=SPLITS),
+        *expand(b["pretrain"], model=MODELS),
+        *expand(b["finetune"], task=TASKS, model=MODELS, init=INITS, seed=SEEDS),
+        b["aggregate"],
+        *expand(b["predict"], sample=SAMPLES),
     ]
-    files += [f"{bench}/split_groups/{t}.tsv" for t in GENOME_TASKS]
-    files += [f"{bench}/task_windows/{t}.tsv" for t in GENOME_TASKS]
-    files += [f"{bench}/labelled_windows/{t}.tsv" for t in LABELLED_TASKS]
-    files += [f"{bench}/pretrain_windows/pretrain.tsv"]
-    files += [f"{bench}/audit/{t}.tsv" for t in TASKS]
-    files += [f"{bench}/build_tokenizer/{k}.tsv" for k in tokenizers]
-    files += [
-        f"{bench}/tokenize/{k}/{corpus}/{split}.tsv"
-        for k in tokenizers
-        for corpus, splits in [
-            ("pretrain", CORPUS_SPLITS),
-            *((t, SPLITS) for t in TASKS),
-        ]
-        for split in splits
-    ]
-    files += [f"{bench}/pretrain/{m}.tsv" for m in MODELS]
-    files += [
-        f"{bench}/finetune/{t}/{m}/{i}/seed{s}.tsv"
-        for t in TASKS
-        for m in MODELS
-        for i in INITS
-        for s in SEEDS
-    ]
-    files += [f"{bench}/aggregate/aggregate.tsv"]
-    files += [f"{bench}/predict/{s}.tsv" for s in SAMPLES]
-    return files
 
 
 def audit_gate(wildcards):

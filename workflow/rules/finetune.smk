@@ -19,7 +19,7 @@ rule finetune:
     log:
         "logs/finetune/{task}/{model}/{init}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/finetune/{task}/{model}/{init}/seed{seed}.tsv"
+        BENCHMARKS["finetune"]
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("finetune", "threads")

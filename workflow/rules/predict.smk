@@ -12,7 +12,7 @@ rule predict:
     log:
         "logs/predict/{sample}.log",
     benchmark:
-        "results/benchmarks/predict/{sample}.tsv"
+        BENCHMARKS["predict"]
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("predict", "threads")

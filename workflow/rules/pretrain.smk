@@ -15,7 +15,7 @@ rule pretrain:
     log:
         "logs/pretrain/{model}.log",
     benchmark:
-        "results/benchmarks/pretrain/{model}.tsv"
+        BENCHMARKS["pretrain"]
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("pretrain", "threads")

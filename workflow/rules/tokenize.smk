@@ -10,7 +10,7 @@ rule build_tokenizer:
     log:
         "logs/build_tokenizer/{tokenizer}.log",
     benchmark:
-        "results/benchmarks/build_tokenizer/{tokenizer}.tsv"
+        BENCHMARKS["build_tokenizer"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -35,7 +35,7 @@ rule tokenize:
     log:
         "logs/tokenize/{tokenizer}/{corpus}/{split}.log",
     benchmark:
-        "results/benchmarks/tokenize/{tokenizer}/{corpus}/{split}.tsv"
+        BENCHMARKS["tokenize"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

@@ -10,7 +10,7 @@ rule split_groups:
     log:
         "logs/split_groups/{task}.log",
     benchmark:
-        "results/benchmarks/split_groups/{task}.tsv"
+        BENCHMARKS["split_groups"]
     wildcard_constraints:
         task=one_of(GENOME_TASKS),
     conda:
@@ -45,7 +45,7 @@ rule task_windows:
     log:
         "logs/task_windows/{task}.log",
     benchmark:
-        "results/benchmarks/task_windows/{task}.tsv"
+        BENCHMARKS["task_windows"]
     wildcard_constraints:
         task=one_of(GENOME_TASKS),
     conda:
@@ -76,7 +76,7 @@ rule labelled_windows:
     log:
         "logs/labelled_windows/{task}.log",
     benchmark:
-        "results/benchmarks/labelled_windows/{task}.tsv"
+        BENCHMARKS["labelled_windows"]
     wildcard_constraints:
         task=one_of(LABELLED_TASKS),
     conda:
@@ -117,7 +117,7 @@ rule pretrain_windows:
     log:
         "logs/pretrain_windows/pretrain.log",
     benchmark:
-        "results/benchmarks/pretrain_windows/pretrain.tsv"
+        BENCHMARKS["pretrain_windows"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
