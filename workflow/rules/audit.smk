@@ -26,5 +26,6 @@ rule audit:
         runtime=30,
     params:
         audit=config["audit"],
+        genomes=task_fastas,
     script:
         "../scripts/audit.py"

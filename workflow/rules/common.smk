@@ -61,12 +61,16 @@ def task_split_by(task):
     return config_checks.task_split_by(TASKS[task])
 
 
-def split_record_indexes(wildcards):
-    """A chromosome split reads record names and lengths from the genomes' .fai; a group split
-    reads no genome, so it runs (and fails) before any genome is acquired."""
+def split_genomes(wildcards):
+    """{genome: FASTA} whose .fai a chromosome split reads; none for a group split, which so
+    runs (and fails) before any genome is acquired."""
     if task_split_by(wildcards.task) != "chromosome":
-        return []
-    return [genome_fasta(g) + ".fai" for g in task_genomes(wildcards.task)]
+        return {}
+    return genome_paths(task_genomes(wildcards.task))
+
+
+def split_record_indexes(wildcards):
+    return [f"{path}.fai" for path in split_genomes(wildcards).values()]
 
 
 def split_min_length(wildcards):
@@ -116,6 +120,11 @@ def genome_ambiguous_bed(genome):
     """The genome's runs of non-ACGT bases (acquire_genome writes them while normalising):
     the windows steps cut windows from them and the .fai, never reading the sequence."""
     return f"resources/genomes/{genome}.ambiguous.bed.gz"
+
+
+def genome_paths(genomes):
+    """{genome: FASTA}: a script's param, so that none parses genome names from file names."""
+    return {g: genome_fasta(g) for g in genomes}
 
 
 def local_source(wildcards):
@@ -187,22 +196,32 @@ def task_genome_files(wildcards):
     )
 
 
+def task_fastas(wildcards):
+    return genome_paths(task_genomes(wildcards.task))
+
+
 def pretrain_genomes():
     return config_checks.pretrain_genomes(GENOMES)
 
 
-def corpus_genomes(corpus):
-    return pretrain_genomes() if corpus == "pretrain" else task_genomes(corpus)
+def corpus_fastas(wildcards):
+    """{genome: FASTA} of a corpus: the pretraining genomes or a task's."""
+    if wildcards.corpus == "pretrain":
+        return genome_paths(pretrain_genomes())
+    return genome_paths(task_genomes(wildcards.corpus))
 
 
-def tokenizer_training_data(wildcards):
+def tokenizer_training_genomes(wildcards):
     """bpe learns from the pretraining train windows; char and kmer need no data."""
     if TOKENIZERS[wildcards.tokenizer]["kind"] != "bpe":
         return {}
-    return {
-        "windows": "results/windows/pretrain/train.parquet",
-        "genomes": [genome_fasta(g) for g in corpus_genomes("pretrain")],
-    }
+    return genome_paths(pretrain_genomes())
+
+
+def tokenizer_training_data(wildcards):
+    genomes = list(tokenizer_training_genomes(wildcards).values())
+    windows = "results/windows/pretrain/train.parquet"
+    return {"windows": windows, "genomes": genomes} if genomes else {}
 
 
 def tokens(tokenizer, corpus, splits):

@@ -26,6 +26,7 @@ rule split_groups:
         split=config["split"],
         split_by=lambda wc: task_split_by(wc.task),
         min_length=split_min_length,
+        genomes=split_genomes,
     script:
         "../scripts/split_groups.py"
 
@@ -58,6 +59,7 @@ rule task_windows:
         task=lambda wc: TASKS[wc.task],
         labels=lambda wc: task_labels(wc.task),
         seed=config["split"]["seed"],
+        genomes=task_fastas,
     script:
         "../scripts/task_windows.py"
 
@@ -102,8 +104,8 @@ rule labelled_windows:
 
 rule pretrain_windows:
     input:
-        genomes=lambda wc: [genome_fasta(g) for g in pretrain_genomes()],
-        ambiguous=lambda wc: [genome_ambiguous_bed(g) for g in pretrain_genomes()],
+        genomes=list(genome_paths(pretrain_genomes()).values()),
+        ambiguous=[genome_ambiguous_bed(g) for g in pretrain_genomes()],
         splits=expand("results/splits/{task}.tsv", task=GENOME_TASKS),
     output:
         train="results/windows/pretrain/train.parquet",
@@ -125,7 +127,8 @@ rule pretrain_windows:
         mem_mb=4000,
         runtime=30,
     params:
-        genomes=pretrain_genomes(),
+        genomes=genome_paths(pretrain_genomes()),
+        splits={t: f"results/splits/{t}.tsv" for t in GENOME_TASKS},
         corpus=config["pretrain_corpus"],
         seed=config["split"]["seed"],
     script:
