@@ -42,8 +42,8 @@ GENOME_TASKS = [t for t in TASKS if t not in LABELLED_TASKS]
 MODELS = config["models"]
 TOKENIZERS = config["tokenizers"]
 SEEDS = [int(s) for s in config["finetune"]["seeds"]]
-PREDICT = config.get("predict") or {}
-SAMPLES = PREDICT.get("samples") or {}
+PREDICT = config.get("predict", {})
+SAMPLES = PREDICT.get("samples", {})
 at_parse_time(config_checks.check_config, config, GENOMES)
 
 
@@ -144,13 +144,8 @@ SOURCE_URL_KEYS = {
 
 
 def normalise_options():
-    """soft_mask, iupac and empty_records when the config has them: passed to
-    normalise_fasta as they are."""
-    return {
-        k: config["acquire"][k]
-        for k in ("soft_mask", "iupac", "empty_records")
-        if k in config["acquire"]
-    }
+    """soft_mask, iupac and empty_records, passed to normalise_fasta as they are."""
+    return {k: config["acquire"][k] for k in ("soft_mask", "iupac", "empty_records")}
 
 
 def source_urls(wildcards):
@@ -252,7 +247,7 @@ def pretrained_weights(wildcards):
 
 
 def model_spec(model):
-    return {"name": model, "max_seq_len": 1024, **MODELS[model]}
+    return {"name": model, **MODELS[model]}
 
 
 def finetune_params():
@@ -373,7 +368,7 @@ def all_benchmarks():
 
 def audit_gate(wildcards):
     """With audit.max_fraction set, training waits for the audit, so a failed audit stops it."""
-    if config["audit"].get("max_fraction") is None:
+    if config["audit"]["max_fraction"] is None:
         return []
     return f"results/audit/{wildcards.task}.tsv"
 

@@ -22,7 +22,7 @@ rule predict:
         gpu=resources_of("predict", "gpu"),
     params:
         stride=PREDICT.get("stride"),
-        batch_size=PREDICT.get("batch_size", 64),
+        batch_size=lambda wc: PREDICT["batch_size"],
         device=config["device"],
     script:
         "../scripts/predict.py"

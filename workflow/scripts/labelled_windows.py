@@ -43,7 +43,7 @@ with job_log(snakemake.log[0]) as log:
         seed=split["seed"],
         test_groups=source.get("test_groups"),
         val_groups=source.get("val_groups"),
-        balance=spec.get("balance", "none"),
+        balance=spec["balance"],
         max_sequences_per_split=spec.get("max_sequences_per_split"),
         max_length=limit,
     )

@@ -15,7 +15,7 @@ with job_log(snakemake.log[0]) as log:
         "seed": snakemake.params.seed,
         "labels": snakemake.params.labels,
         "max_windows_per_genome": task.get("max_windows_per_genome"),
-        "balance": task.get("balance", "none"),
+        "balance": task["balance"],
     }
     spec = WindowSpec(**task["window"])
     try:
