@@ -27,7 +27,10 @@ rule acquire_genome:
     params:
         source=lambda wc: GENOMES.loc[wc.genome, "source"],
         checksum=lambda wc: GENOMES.loc[wc.genome, "checksum"],
-        normalise=normalise_options(),
+        # passed to normalise_fasta as they are
+        normalise={
+            k: config["acquire"][k] for k in ("soft_mask", "iupac", "empty_records")
+        },
         urls=source_urls,
     script:
         "../scripts/acquire_genome.py"

@@ -57,26 +57,18 @@ def task_labels(task):
     return sorted(set(GENOMES.loc[task_genomes(task), "label"]))
 
 
-def task_split_by(task):
-    return config_checks.task_split_by(TASKS[task])
-
-
 def split_genomes(wildcards):
     """{genome: FASTA} whose .fai a chromosome split reads; none for a group split, which so
     runs (and fails) before any genome is acquired."""
-    if task_split_by(wildcards.task) != "chromosome":
+    if config_checks.task_split_by(TASKS[wildcards.task]) != "chromosome":
         return {}
     return genome_paths(task_genomes(wildcards.task))
-
-
-def split_record_indexes(wildcards):
-    return [f"{path}.fai" for path in split_genomes(wildcards).values()]
 
 
 def split_min_length(wildcards):
     """Records shorter than one window give no window, so a chromosome split leaves them out;
     None for a group split, whose split then never depends on the window."""
-    if task_split_by(wildcards.task) != "chromosome":
+    if config_checks.task_split_by(TASKS[wildcards.task]) != "chromosome":
         return None
     return TASKS[wildcards.task]["window"]["length"]
 
@@ -85,30 +77,21 @@ def task_genomes(task):
     return config_checks.task_genomes(config, GENOMES, task)
 
 
-def labelled_source_files(task):
-    """The files (or GenomicBenchmarks directory) a labelled task reads."""
-    return source_paths(TASKS[task]["source"])
-
-
-def alternatives(names):
-    return "|".join(re.escape(str(n)) for n in names)
-
-
 def one_of(names):
     """A wildcard constraint matching exactly these names (nothing when there are none)."""
-    return alternatives(names) if names else "(?!)"
+    return "|".join(re.escape(str(n)) for n in names) or "(?!)"
 
 
 wildcard_constraints:
-    genome=alternatives(GENOMES.index),
-    task=alternatives(TASKS),
-    corpus=alternatives(["pretrain", *TASKS]),
-    model=alternatives(MODELS),
-    tokenizer=alternatives(TOKENIZERS),
-    split=alternatives(SPLITS),
-    init=alternatives(INITS),
+    genome=one_of(GENOMES.index),
+    task=one_of(TASKS),
+    corpus=one_of(["pretrain", *TASKS]),
+    model=one_of(MODELS),
+    tokenizer=one_of(TOKENIZERS),
+    split=one_of(SPLITS),
+    init=one_of(INITS),
     seed=r"\d+",
-    sample=alternatives(SAMPLES) if SAMPLES else "(?!)",
+    sample=one_of(SAMPLES),
 
 
 # ---- input functions -------------------------------------------------------------------------
@@ -141,11 +124,6 @@ SOURCE_URL_KEYS = {
     "refseq": ["refseq_viral_url"],
     "ucsc": ["ucsc_url"],
 }
-
-
-def normalise_options():
-    """soft_mask, iupac and empty_records, passed to normalise_fasta as they are."""
-    return {k: config["acquire"][k] for k in ("soft_mask", "iupac", "empty_records")}
 
 
 def source_urls(wildcards):
@@ -219,6 +197,10 @@ def tokenizer_training_data(wildcards):
     return {"windows": windows, "genomes": genomes} if genomes else {}
 
 
+def model_tokenizer(wildcards):
+    return f"results/tokenizers/{MODELS[wildcards.model]['tokenizer']}/tokenizer.json"
+
+
 def tokens(tokenizer, corpus, splits):
     return {
         f"{s}_{ext}": f"results/tokens/{tokenizer}/{corpus}/{s}.{ext}"
@@ -235,10 +217,6 @@ def pretrain_tokens(wildcards):
     return tokens(MODELS[wildcards.model]["tokenizer"], "pretrain", CORPUS_SPLITS)
 
 
-def model_tokenizer(wildcards):
-    return f"results/tokenizers/{MODELS[wildcards.model]['tokenizer']}/tokenizer.json"
-
-
 def pretrained_weights(wildcards):
     """The pretraining weights a run starts from; none for a run from random weights."""
     if wildcards.init != "pretrained":
@@ -248,11 +226,6 @@ def pretrained_weights(wildcards):
 
 def model_spec(model):
     return {"name": model, **MODELS[model]}
-
-
-def finetune_params():
-    """The fine-tuning settings that define one run (the seed list is not one of them)."""
-    return {k: v for k, v in config["finetune"].items() if k != "seeds"}
 
 
 def run_dir(task, model, init, seed):
@@ -265,34 +238,14 @@ def checkpoint_dir(wc):
 
 
 def all_runs():
-    return [
-        os.path.join(run_dir(t, m, i, s), "metrics.json")
-        for t in TASKS
-        for m in MODELS
-        for i in INITS
-        for s in SEEDS
-    ]
+    runs = os.path.join(
+        run_dir("{task}", "{model}", "{init}", "{seed}"), "metrics.json"
+    )
+    return expand(runs, task=TASKS, model=MODELS, init=INITS, seed=SEEDS)
 
 
 def resources_of(stage, key):
     return config["resources"][stage][key]
-
-
-SUMMARY = {
-    "metrics": "results/summary/metrics.tsv",
-    "effect": "results/summary/pretrain_effect.tsv",
-    "size_figure": "results/summary/figures/metric_vs_size.png",
-    "effect_figure": "results/summary/figures/pretrain_effect.png",
-    "pretrain_figure": "results/summary/figures/pretrain_loss.png",
-    "finetune_figure": "results/summary/figures/finetune_curves.png",
-    "audit": "results/summary/audit.tsv",
-    "roc_pr_figure": "results/summary/figures/roc_pr.png",
-    # rule provenance (aggregate.smk)
-    "benchmarks": "results/summary/rule_benchmarks.tsv",
-    "benchmarks_figure": "results/summary/figures/rule_benchmarks.png",
-    "software": "results/summary/software.tsv",
-    "config": "results/summary/config.yaml",
-}
 
 
 # Every rule's `benchmark:`, which all_benchmarks() collects for provenance (the rule is the
@@ -391,4 +344,3 @@ def predict_input(wildcards):
 def predict_model(wildcards):
     run = run_dir(PREDICT["task"], PREDICT["model"], PREDICT["init"], PREDICT["seed"])
     return os.path.join(run, "model")
-

@@ -29,7 +29,8 @@ rule finetune:
         gpu=resources_of("finetune", "gpu"),
     params:
         model=lambda wc: model_spec(wc.model),
-        train=finetune_params(),
+        # the settings that define one run: the seed list is not one of them
+        train={k: v for k, v in config["finetune"].items() if k != "seeds"},
         device=config["device"],
         checkpoint=checkpoint_dir,
     script:

@@ -4,7 +4,7 @@
 
 rule split_groups:
     input:
-        indexes=split_record_indexes,
+        indexes=lambda wc: [f"{path}.fai" for path in split_genomes(wc).values()],
     output:
         "results/splits/{task}.tsv",
     log:
@@ -24,7 +24,7 @@ rule split_groups:
             task_genomes(wc.task), ["genome", "label", "group", "split"]
         ].to_dict("records"),
         split=config["split"],
-        split_by=lambda wc: task_split_by(wc.task),
+        split_by=lambda wc: config_checks.task_split_by(TASKS[wc.task]),
         min_length=split_min_length,
         genomes=split_genomes,
     script:
@@ -66,7 +66,7 @@ rule task_windows:
 
 rule labelled_windows:
     input:
-        lambda wc: labelled_source_files(wc.task),
+        lambda wc: source_paths(TASKS[wc.task]["source"]),
     output:
         **{s: f"results/windows/{{task}}/{s}.parquet" for s in SPLITS},
         counts=report(
@@ -96,7 +96,7 @@ rule labelled_windows:
         max_seq_len=lambda wc: (
             None
             if "max_length" in TASKS[wc.task]
-            else min(model_spec(m)["max_seq_len"] for m in MODELS)
+            else min(MODELS[m]["max_seq_len"] for m in MODELS)
         ),
     script:
         "../scripts/labelled_windows.py"
