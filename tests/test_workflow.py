@@ -13,11 +13,12 @@ import gzip
 import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run_snakemake, write_genome
+from conftest import ROOT, dag_jobs, run_snakemake, write_genome
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -53,32 +54,20 @@ def test_snakefmt_is_clean():
     assert out.returncode == 0, out.stderr
 
 
-def test_study_config_dry_run_offline():
-    """config/study.yaml plans the whole study without touching the network: downloads are jobs."""
-    out = run(
-        "snakemake",
-        "-n",
-        "--cores",
-        "8",
-        "--configfile",
-        "config/study.yaml",
-        "-d",
-        str(ROOT),
-    )
-    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
-    counts = {}
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
+def test_study_config_plans_offline(planned_dag):
+    """config/study.yaml plans the whole study without touching the network: downloads are jobs.
+    (The plan is shared with tests/test_dag.py: planned once per session.)"""
+    jobs, _ = dag_jobs(planned_dag("config/study.yaml"))
+    counts = Counter(jobs.values())
     study = yaml.safe_load((ROOT / "config/study.yaml").read_text())
     runs = len(study["tasks"]) * len(study["models"]) * len(study["finetune"]["seeds"])
     assert counts["finetune"] == 2 * runs and runs >= 9 * 4 * 3  # pretrained and scratch
     assert counts["genomic_benchmark"] == 8 and counts["labelled_windows"] == 8
-    assert counts["pretrain"] == len(study["models"])
     # every genome the study needs is acquired by a job (10 for the virus task, mm10 as reference)
     assert counts["acquire_genome"] == 11
-    assert "hyena-micro" not in out.stdout  # the default config is not merged into the study's
+    # the default config is not merged into the study's: no micro models, no demo sample
+    assert counts["pretrain"] == len(study["models"]) == 4
+    assert "predict" not in counts and "simulate_sample" not in counts
 
 
 # ---- mistakes caught at parse time ------------------------------------------------------------
