@@ -16,7 +16,6 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/acquire.smk"
-include: "workflow/rules/download.smk"
 include: "workflow/rules/windows.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/tokenize.smk"

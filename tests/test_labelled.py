@@ -564,46 +564,6 @@ def test_dry_run_with_genome_csv_and_viraminer_tasks(tmp_path):
     assert len(blocks) == 3 and not any("resources/genomes" in b for b in blocks)
 
 
-PARSE_ERRORS = {
-    "no labels": ({"source": {"format": "csv", "path": "NONTATA"}}, "needs `labels`"),
-    "missing file": (
-        {"source": {"format": "csv", "path": "nowhere.csv"}, "labels": LABELS},
-        "source file nowhere.csv does not exist",
-    ),
-    "unknown experiment": (
-        {"source": {"format": "viraminer", "paths": ["VIRAMINER"], "test_groups": ["expX"]}},
-        "test_groups/val_groups ['expX'] are not ViraMiner experiments",
-    ),
-    "window and source": (
-        {"source": {"format": "csv", "path": "NONTATA"}, "window": {"length": 100, "stride": 100}},
-        "nontata",
-    ),
-    "csv option on fasta": (
-        {
-            "source": {"format": "fasta", "path": "NONTATA", "sequence_column": "s"},
-            "labels": LABELS,
-        },
-        "nontata",
-    ),
-    "groups without a group column": (
-        {"source": {"format": "csv", "path": "NONTATA", "test_groups": ["a"]}, "labels": LABELS},
-        "test_groups/val_groups need groups",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(PARSE_ERRORS))
-def test_bad_labelled_task_fails_at_parse_time(tmp_path, case):
-    config = mixed_config(tmp_path)
-    task, message = PARSE_ERRORS[case]
-    text = yaml.safe_dump(task).replace("NONTATA", str(NONTATA))
-    config["tasks"] = {"nontata": yaml.safe_load(text.replace("VIRAMINER", str(VIRAMINER[0])))}
-    out = snakemake(tmp_path, config)
-    assert out.returncode != 0
-    assert message in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
-    assert not (tmp_path / "results").exists()
-
-
 def test_labelled_windows_and_tokenize_run(tmp_path):
     from dnalm.shards import TokenShard
 

@@ -27,7 +27,7 @@ with job_log(snakemake.log[0]) as log:
             write_fasta(simulate_genome(parse_simulated_source(source.value)), raw)
             log.info("simulated %s -> %s", source.value, raw)
         elif source.is_download:
-            settings = AcquireSettings.from_config(snakemake.config.get("acquire"))
+            settings = AcquireSettings.from_config(snakemake.config["acquire"])
             raw = fetch_source(source, tmp, settings, checksum=checksum, log=log)
             if checksum:
                 log.info("checksum verified: %s", checksum)

@@ -45,10 +45,7 @@ with job_log(snakemake.log[0]) as log:
         )
     split_by = spec.get("split_by", "group")
     if split_by == "similarity":
-        # the rule's `audit` param when it passes one (then a change reruns this step)
-        measure = AuditSettings(
-            **(getattr(snakemake.params, "audit", None) or snakemake.config["audit"])
-        )
+        measure = AuditSettings(**snakemake.params.audit)
         started = time.perf_counter()
         try:
             table, clusters = similarity_groups(
@@ -112,7 +109,7 @@ with job_log(snakemake.log[0]) as log:
         seed=split["seed"],
         test_groups=source.get("test_groups"),  # a similarity split has failed on them above
         val_groups=source.get("val_groups"),
-        balance=spec.get("balance", "none"),
+        balance=spec["balance"],
         max_sequences_per_split=spec.get("max_sequences_per_split"),
         max_length=limit,
     )
