@@ -36,6 +36,9 @@ __all__ = [
     "pretrain_genomes",
     "read_genome_sheet",
     "task_genomes",
+    "acquired_genomes",
+    "benchmark_references",
+    "genomic_benchmark_datasets",
     "task_labels",
     "task_split_by",
 ]
@@ -362,3 +365,42 @@ def check_predict(config: Mapping[str, Any]) -> None:
                 f"simulated:metagenome, not a {kind} source; download it first (or add it "
                 "to the genome sheet and predict on resources/genomes/<genome>.fa.gz)"
             )
+
+
+def benchmark_references(config: Mapping[str, Any], dataset: str) -> list[str]:
+    """The reference FASTA(s) of a GenomicBenchmarks dataset to rebuild from the official
+    coordinates; none when it is downloaded as the published archive."""
+    refs = config["acquire"]["genomic_benchmarks_references"].get(dataset)
+    if refs is None:
+        return []
+    if not config["acquire"]["genomic_benchmarks_coordinates"]:
+        raise ConfigError(
+            f"acquire.genomic_benchmarks_references names {dataset!r}, but "
+            "acquire.genomic_benchmarks_coordinates (the official coordinate folder) is not set"
+        )
+    return sorted(set(refs.values())) if isinstance(refs, dict) else [refs]
+
+
+def genomic_benchmark_datasets(config: Mapping[str, Any]) -> list[str]:
+    """Datasets the labelled tasks read from resources/genomic_benchmarks/ (a rule makes them)."""
+    datasets = set()
+    for spec in config["tasks"].values():
+        for path in source_paths(spec["source"]) if "source" in spec else []:
+            parts = Path(os.path.normpath(path)).parts
+            if parts[:2] == ("resources", "genomic_benchmarks") and len(parts) > 2:
+                datasets.add(parts[2])
+    return sorted(datasets)
+
+
+def acquired_genomes(config: Mapping[str, Any], sheet: pd.DataFrame) -> list[str]:
+    """Every sheet genome the default target acquires: pretraining, task and reference genomes."""
+    genomes = set(pretrain_genomes(sheet))
+    for task, spec in config["tasks"].items():
+        if "source" not in spec:
+            genomes.update(task_genomes(config, sheet, task))
+    for dataset in genomic_benchmark_datasets(config):
+        for ref in benchmark_references(config, dataset):
+            parts = Path(os.path.normpath(ref)).parts
+            if parts[:2] == ("resources", "genomes") and ref.endswith(".fa.gz"):
+                genomes.add(parts[2].removesuffix(".fa.gz"))
+    return sorted(genomes)

@@ -24,6 +24,7 @@ SUMMARY = {
 rule aggregate:
     input:
         runs=all_runs(),
+        baselines=all_baselines(),
         pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:

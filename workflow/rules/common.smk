@@ -3,7 +3,6 @@
 import os
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -87,6 +86,7 @@ wildcard_constraints:
     split=one_of(SPLITS),
     init=one_of(INITS),
     seed=r"\d+",
+    baseline="kmer_lr|cnn",
     sample=one_of(SAMPLES),
 
 
@@ -140,15 +140,7 @@ def ncbi_slots(wildcards):
 
 def benchmark_references(wildcards):
     """The reference FASTA(s) of a dataset to rebuild from coordinates; none to download it."""
-    refs = config["acquire"]["genomic_benchmarks_references"].get(wildcards.dataset)
-    if refs is None:
-        return []
-    if not config["acquire"]["genomic_benchmarks_coordinates"]:
-        raise WorkflowError(
-            f"acquire.genomic_benchmarks_references names {wildcards.dataset!r}, but "
-            "acquire.genomic_benchmarks_coordinates (the official coordinate folder) is not set"
-        )
-    return sorted(set(refs.values())) if isinstance(refs, dict) else [refs]
+    return at_parse_time(config_checks.benchmark_references, config, wildcards.dataset)
 
 
 def benchmark_coordinates(wildcards):
@@ -240,6 +232,16 @@ def all_runs():
     return expand(runs, task=TASKS, model=MODELS, init=INITS, seed=SEEDS)
 
 
+def all_baselines(path="results/baselines/{task}/{baseline}/seed{seed}/metrics.json"):
+    """Every task's baselines (tasks.<task>.baselines), one run per seed."""
+    return [
+        path.format(task=t, baseline=b, seed=s)
+        for t in TASKS
+        for b in TASKS[t]["baselines"]
+        for s in SEEDS
+    ]
+
+
 def resources_of(stage, key):
     return config["resources"][stage][key]
 
@@ -262,6 +264,7 @@ BENCHMARKS = {
         "tokenize": "{tokenizer}/{corpus}/{split}",
         "pretrain": "{model}",
         "finetune": "{task}/{model}/{init}/seed{seed}",
+        "baseline": "{task}/{baseline}/seed{seed}",
         "aggregate": "aggregate",
         "predict": "{sample}",
     }.items()
@@ -269,25 +272,12 @@ BENCHMARKS = {
 
 
 def genomic_benchmark_datasets():
-    """Datasets the labelled tasks read from resources/genomic_benchmarks/ (a rule makes them)."""
-    datasets = set()
-    for task in LABELLED_TASKS:
-        for path in source_paths(TASKS[task]["source"]):
-            parts = Path(os.path.normpath(path)).parts
-            if parts[:2] == ("resources", "genomic_benchmarks") and len(parts) > 2:
-                datasets.add(parts[2])
-    return sorted(datasets)
+    return config_checks.genomic_benchmark_datasets(config)
 
 
 def acquired_genomes():
     """Every sheet genome the default target acquires: pretraining, task and reference genomes."""
-    genomes = set(pretrain_genomes()).union(*map(task_genomes, GENOME_TASKS))
-    for dataset in genomic_benchmark_datasets():
-        for ref in benchmark_references(SimpleNamespace(dataset=dataset)):
-            parts = Path(os.path.normpath(ref)).parts
-            if parts[:2] == ("resources", "genomes") and ref.endswith(".fa.gz"):
-                genomes.add(parts[2].removesuffix(".fa.gz"))
-    return sorted(genomes)
+    return at_parse_time(config_checks.acquired_genomes, config, GENOMES)
 
 
 def all_benchmarks():
@@ -315,6 +305,7 @@ def all_benchmarks():
         *expand(b["tokenize"], tokenizer=tokenizers, corpus=TASKS, split=SPLITS),
         *expand(b["pretrain"], model=MODELS),
         *expand(b["finetune"], task=TASKS, model=MODELS, init=INITS, seed=SEEDS),
+        *all_baselines(b["baseline"]),
         b["aggregate"],
         *expand(b["predict"], sample=SAMPLES),
     ]

@@ -35,3 +35,33 @@ rule finetune:
         checkpoint=checkpoint_dir,
     script:
         "../scripts/train_classifier.py"
+
+
+# baseline: the simple models every language model is shown beside (k-mer logistic regression,
+# the GenomicBenchmarks CNN), per task, baseline and seed: the same windows, selection on val
+# and one test score, the same metrics.json and predictions.tsv; CPU only.
+rule baseline:
+    input:
+        **{s: f"results/windows/{{task}}/{s}.parquet" for s in SPLITS},
+        genomes=task_genome_files,
+        audit=audit_gate,
+    output:
+        metrics="results/baselines/{task}/{baseline}/seed{seed}/metrics.json",
+        predictions="results/baselines/{task}/{baseline}/seed{seed}/predictions.tsv",
+    log:
+        "logs/baseline/{task}/{baseline}/seed{seed}.log",
+    benchmark:
+        BENCHMARKS["baseline"]
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: resources_of("baseline", "threads")
+    resources:
+        mem_mb=resources_of("baseline", "mem_mb"),
+        runtime=resources_of("baseline", "runtime"),
+    params:
+        settings=lambda wc: config["baselines"][wc.baseline],
+        genomes=task_fastas,
+        labels=lambda wc: task_labels(wc.task),
+        select_on=config["finetune"]["select_on"],
+    script:
+        "../scripts/baseline.py"
