@@ -6,9 +6,13 @@ one record is cut into blocks (ascending starts spanning at most `block_size` ba
 block's bases are read by region, encoded, and appended to the shard. Memory is about one block
 plus one row batch, whatever the size of the genome or of a record.
 
-For the `char` tokenizer (one id per base) a block is encoded once and windows are slices of it
-(the minus strand from one encoding of the block's reverse complement); other kinds encode
-window by window through `encode_many`.
+For `char` and k-mer tokenizers a token depends only on the bases it reads, not on where the
+window starts, so the windows of a block are views into token streams: each span of bases that
+windows cover (per strand and, for k-mers read every `stride` bases, per phase) is encoded and
+stored once, and overlapping windows share its ids (`_spans`). With windows of 1,024 bases at a
+stride of 512 the shard holds each base once instead of twice. bpe windows, whose tokens depend
+on where they start, are encoded and stored one by one through `encode_many`. Either way the
+shard's index gives each window's (offset, length), so readers see no difference.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pysam
 
-from dnalm.shards import ShardWriter, write_meta
+from dnalm.shards import ShardWriter, vocabulary_fingerprint
 from dnalm.tokenization import SequenceEncoder, reverse_complement
 from dnalm.windows import DEFAULT_BLOCK_SIZE, fetch_region, open_indexed
 
@@ -57,47 +61,93 @@ class WindowBlock:
             piece = self.bases[start:end]
             yield reverse_complement(piece) if minus else piece
 
-    def token_ids(self, encoder: SequenceEncoder) -> tuple[np.ndarray, np.ndarray]:
-        """(ids of every window back to back, ids per window)."""
-        if encoder.kind != "char":
+    def shard_rows(self, encoder: SequenceEncoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids to store, offset of each window's ids in them, ids per window).
+
+        For `char` and k-mer tokenizers a token depends only on the bases it reads, so the
+        windows' tokens are slices of one token stream per strand: each span that windows cover
+        is encoded and stored once (`_spans`) and overlapping windows share it. bpe tokens
+        depend on where a window starts: its windows are encoded and stored one by one.
+        """
+        if encoder.kind not in ("char", "kmer"):
             ids = encoder.encode_many(list(self.pieces()))
             lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
             flat = np.concatenate(ids) if ids else np.zeros(0, encoder.dtype)
-            return flat.astype(encoder.dtype, copy=False), lengths
-        lengths = self.ends - self.starts
-        plus = ~self.minus
-        forward = encoder.encode(self.bases) if plus.any() else None
-        reverse = encoder.encode(reverse_complement(self.bases)) if self.minus.any() else None
-        # Offsets of each window in its strand's encoding.
-        fwd_at = self.starts - self.origin
-        rev_at = self.origin + len(self.bases) - self.ends
-        if len(lengths) and (lengths == lengths[0]).all():
-            width = int(lengths[0])
-            if reverse is None:
-                out = _rows(forward, width, fwd_at)
-            elif forward is None:
-                out = _rows(reverse, width, rev_at)
-            else:
-                out = np.empty((len(lengths), width), dtype=encoder.dtype)
-                out[plus] = _rows(forward, width, fwd_at[plus])
-                out[self.minus] = _rows(reverse, width, rev_at[self.minus])
-            return out.reshape(-1), lengths
-        if plus.all() and (self.starts[1:] == self.ends[:-1]).all():
-            # Back to back (inline sequences joined into one block): the ids are one slice.
-            return forward[fwd_at[0] : fwd_at[0] + int(lengths.sum())], lengths
-        parts = [
-            reverse[r : r + n] if m else forward[f : f + n]
-            for f, r, n, m in zip(
-                fwd_at.tolist(), rev_at.tolist(), lengths.tolist(), self.minus.tolist(), strict=True
+            return flat.astype(encoder.dtype, copy=False), np.cumsum(lengths) - lengths, lengths
+        k, stride = (1, 1) if encoder.kind == "char" else (encoder.k, encoder.stride)
+        size = len(self.bases)
+        spans = _spans(
+            self.starts - self.origin, self.ends - self.origin, self.minus, size, k, stride
+        )
+        pieces = [
+            reverse_complement(self.bases[size - hi : size - lo]) if minus else self.bases[lo:hi]
+            for lo, hi, minus in zip(
+                spans.lo.tolist(), spans.hi.tolist(), spans.minus.tolist(), strict=True
             )
         ]
-        flat = np.concatenate(parts) if parts else np.zeros(0, encoder.dtype)
-        return flat, lengths
+        if encoder.kind == "char":
+            stream = encoder.encode(b"".join(pieces))  # one id per base: spans join seamlessly
+        else:
+            parts = encoder.encode_many(pieces) if pieces else []
+            stream = np.concatenate(parts) if parts else np.zeros(0, encoder.dtype)
+        return stream, spans.offsets, spans.lengths
 
 
-def _rows(ids: np.ndarray, width: int, offsets: np.ndarray) -> np.ndarray:
-    """ids[o : o + width] for every offset, as one (n, width) copy."""
-    return np.lib.stride_tricks.sliding_window_view(ids, width)[offsets]
+@dataclass(frozen=True)
+class _Spans:
+    """Bases [lo, hi) of the block to encode, per span (`minus`: on the reverse complement,
+    counted from the block's end), and each window's ids as (offset, length) in their
+    concatenated encodings."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    minus: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+
+
+def _spans(
+    starts: np.ndarray, ends: np.ndarray, minus: np.ndarray, size: int, k: int, stride: int
+) -> _Spans:
+    """The token streams that hold the windows [starts, ends) of a block of `size` bases as
+    slices, for tokens of k bases read every `stride` bases from a sequence's first base.
+
+    A window starting at a reads the tokens at a, a + stride, ... up to its last full one: the
+    same as a stream does that starts at s <= a with s = a (mod stride). So windows are grouped
+    by strand and phase (a mod stride; minus-strand windows start on the reverse complement,
+    counted from the block's end), and, in order of a, joined while their tokens overlap or
+    follow on. Each span then holds exactly its windows' tokens, once.
+    """
+    lengths = ends - starts
+    counts = np.where(lengths >= k, (lengths - k) // stride + 1, 0)
+    first = np.where(minus, size - ends, starts)  # first base on the window's own strand
+    last = first + (counts - 1) * stride  # start of its last token
+    key = minus.astype(np.int64) * stride + first % stride
+    offsets = np.zeros(len(starts), dtype=np.int64)
+    lo, hi, strand = [], [], []
+    stored = 0
+    for group in np.unique(key[counts > 0]).tolist():
+        rows = np.flatnonzero((key == group) & (counts > 0))
+        rows = rows[np.argsort(first[rows], kind="stable")]
+        reach = np.maximum.accumulate(last[rows])
+        new = np.ones(len(rows), dtype=bool)
+        new[1:] = first[rows[1:]] > reach[:-1] + stride
+        heads = np.flatnonzero(new)
+        span_lo = first[rows[heads]]
+        span_last = np.maximum.reduceat(last[rows], heads)
+        span_tokens = (span_last - span_lo) // stride + 1
+        span_at = stored + np.cumsum(span_tokens) - span_tokens
+        span = np.cumsum(new) - 1
+        offsets[rows] = span_at[span] + (first[rows] - span_lo[span]) // stride
+        stored += int(span_tokens.sum())
+        lo.append(span_lo)
+        hi.append(span_last + k)
+        strand.append(np.full(len(heads), group >= stride))
+    return _Spans(_cat(lo, np.int64), _cat(hi, np.int64), _cat(strand, bool), offsets, counts)
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def read_window_batches(
@@ -306,23 +356,24 @@ def tokenize_windows(
 ) -> int:
     """Write the token ids of `windows` (in row order) to the shard `prefix`; returns the count.
 
-    With `meta`, `{prefix}.meta.json` is written too, with what only the pass over the windows
-    knows added: `sequences`, `tokens` (ids written), `window_length` (longest window, in
-    bases) and `dtype`.
+    `{prefix}.meta.json` holds `meta` plus what the writer records (sizes, checksums: see
+    `dnalm.shards`), what only the pass over the windows knows (`window_length`: the longest
+    window, in bases) and the tokenizer the ids belong to (`vocab_size`, `tokenizer_spec`,
+    `vocab_fingerprint`), which training checks against the tokenizer it loads.
     """
     longest = 0
-    with ShardWriter(prefix, encoder.dtype) as writer:
-        for block in window_blocks(windows, genome_paths, block_size=block_size):
-            ids, lengths = block.token_ids(encoder)
-            writer.add_many(ids, lengths, block.labels)
-            longest = max(longest, int((block.ends - block.starts).max()))
-    if meta is not None:
-        info = dict(meta)
+    info = dict(meta or {})
+    tokenizer = getattr(encoder, "tokenizer", None)
+    if tokenizer is not None:
         info.update(
-            sequences=writer.count,
-            tokens=writer.tokens,
-            window_length=longest,
-            dtype=np.dtype(encoder.dtype).name,
+            vocab_size=len(tokenizer),
+            tokenizer_spec=dict(encoder.spec),
+            vocab_fingerprint=vocabulary_fingerprint(tokenizer),
         )
-        write_meta(prefix, info)
+    with ShardWriter(prefix, encoder.dtype, meta=info) as writer:
+        for block in window_blocks(windows, genome_paths, block_size=block_size):
+            ids, offsets, lengths = block.shard_rows(encoder)
+            writer.add_views(ids, offsets, lengths, block.labels)
+            longest = max(longest, int((block.ends - block.starts).max()))
+        writer.meta["window_length"] = longest
     return writer.count
