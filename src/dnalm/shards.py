@@ -4,14 +4,14 @@ Training streams from these without re-tokenizing. A shard `prefix` is three fil
 
 - `{prefix}.idx`: a .npy structured array (offset, length, label), one row per sequence (window)
   in table order, loaded with `allow_pickle=False`. Row i's ids are `bin[offset : offset + length]`.
-- `{prefix}.bin`: the ids, in the dtype the meta names. Rows may share ids: where windows overlap
-  on a record and their tokens do not depend on where a window starts (`char`, k-mers), the
-  tokenize step stores the record's token stream over the spans the windows cover once, and each
-  window's row is a view into it, so overlapping windows (stride < length) no longer store every
-  base twice. Windows that are no view of a stored stream (bpe, whose tokens depend on the
-  window's start; k-mer windows out of phase with a stream; the minus strand, stored as its own
-  reverse-complement stream) are stored as before, one row after the other. Either way the .bin
-  ends where the farthest-reaching row ends, which is what `TokenShard` checks its size against.
+- `{prefix}.bin`: the ids, in the dtype the meta names. Rows may share ids. For tokenizers whose
+  tokens depend only on the bases they read (`char`, k-mers), the tokenize step stores the token
+  stream of each span of a record that windows cover once, and each window's row is a view into
+  it: one stream per strand (a minus-strand window reads the reverse complement's) and, for
+  k-mers read every `stride` bases, one per phase (window start mod stride). With windows
+  overlapping by half, the .bin holds each base once instead of twice. bpe windows, whose
+  tokens depend on where they start, get one row each, back to back. Either way the .bin ends
+  where the farthest-reaching row ends, which is what `TokenShard` checks its size against.
 - `{prefix}.meta.json`: the dtype, the number of rows (`sequences`), of ids the rows read
   (`tokens`) and of ids stored (`stored_tokens`), the largest id, a CRC-32 of every 16 MiB block
   of the .bin and of the index rows (`checksum`), the tokenizer's kind, vocabulary size and a
@@ -111,10 +111,11 @@ class ShardWriter:
     """Append sequences to a shard without holding them in memory.
 
     Token ids go straight to the .bin (checksummed block by block as they pass); index rows are
-    buffered in pieces of 64k and spilled to a temp file, then given their .npy header on
-    commit. The .bin, .idx and .meta.json appear together (renamed in that order) only when the
-    `with` block ends cleanly; on an error nothing is left behind. `meta` (and anything added to
-    `writer.meta` before the block ends) goes into the .meta.json beside what the writer records.
+    buffered in pieces of 64k and written after a fixed-size .npy header that commit fills in
+    with the row count. The .bin, .idx and .meta.json appear together (renamed in that order)
+    only when the `with` block ends cleanly; on an error nothing is left behind. `meta` (and
+    anything added to `writer.meta` before the block ends) goes into the .meta.json beside what
+    the writer records.
     """
 
     def __init__(
@@ -528,7 +529,12 @@ def _check_recorded_sizes(
     prefix: str | Path,
 ) -> None:
     """The .bin's size against what the writer recorded, and the meta's dtype against both."""
-    wrote = int(record["bin_bytes"])
+    wrote, block = int(record["bin_bytes"]), int(record["block_bytes"])
+    if block < 8 or len(record["bin"]) != -(-wrote // block):
+        raise ShardError(
+            f"{paths['meta.json']}: its checksums ({len(record['bin'])} blocks of {block:,} "
+            f"bytes) do not cover the {wrote:,} bytes it says were written; {_rebuild(prefix)}"
+        )
     size = _file_size(paths["bin"], prefix)
     if size != wrote:
         what = "truncated" if size < wrote else "longer than when it was written"
@@ -536,7 +542,7 @@ def _check_recorded_sizes(
             f"{paths['bin']} is {what}: it holds {size:,} bytes, its meta "
             f"({paths['meta.json']}) records {wrote:,}; {_rebuild(prefix)}"
         )
-    stored = int(meta["stored_tokens"])
+    stored = int(meta.get("stored_tokens", -1))
     if stored * dtype.itemsize != wrote:
         raise ShardError(
             f"{paths['meta.json']}: dtype {dtype.name} ({dtype.itemsize} bytes per id) does not "
