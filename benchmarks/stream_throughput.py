@@ -12,9 +12,11 @@ fresh subprocess (so that the peak RSS is that step's own):
                 the BED of non-ACGT runs that normalisation wrote (no base read) + the parquet
   windows-read  the same without the BED (`use_bed=False`): every record streamed by block
   tokens        the tokenize step: `tokenize_windows` from that parquet to a shard (char tokenizer)
-  write         writing a file of zeros as large as that shard (8 MiB writes): the disk's share
+  write         writing a file of zeros as large as that shard's .bin (8 MiB writes): the disk's
+                share
 
-and prints Mbp/s (genome bases per second), the ratio to the plain read, and peak RSS.
+and prints Mbp/s (genome bases per second), the ratio to the plain read, peak RSS, and for the
+tokens step the shard's size (.bin + .idx + .meta.json) per genome base.
 `windows+tokens` is both steps one after the other (the time of each added up).
 
 Every genome is first normalised as the acquire step does (`normalise_fasta`), which writes the
@@ -90,12 +92,6 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
         encoder = encoder_for(char_tokenizer())
     if step in NORMALISE:  # `genome` is the source; the result goes to work/ (or work/nobed/)
         dest = work / ("nobed" if step == "normalise-nobed" else "") / args.dest
-        shard_bytes = 0
-    else:
-        shard_bytes = sum(
-            max(0, (n - spec.length) // spec.stride + 1) * spec.length
-            for n in record_lengths(genome).values()
-        )
 
     def run() -> None:
         if step in NORMALISE:
@@ -117,7 +113,7 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
         elif step == "write":
             block = bytes(8 << 20)
             with open(work / "zeros.bin", "wb") as out:
-                for _ in range(-(-shard_bytes // len(block))):
+                for _ in range(-(-args.shard_bytes // len(block))):
                     out.write(block)
         else:
             tokenize_windows(
@@ -138,6 +134,10 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
         "rss_start_mb": rss_start,
         "rss_peak_mb": _rss_mb(),
     }
+    if step == "tokens":
+        files = [work / f"tokens.{ext}" for ext in ("bin", "idx", "meta.json")]
+        out["bin_bytes"] = files[0].stat().st_size
+        out["shard_bytes"] = sum(f.stat().st_size for f in files if f.exists())
     return out
 
 
@@ -149,6 +149,7 @@ def _subprocess(
     reps: int,
     min_seconds: float,
     dest: str = "",
+    shard_bytes: int = 0,
 ) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cmd = [
@@ -172,6 +173,8 @@ def _subprocess(
         str(min_seconds),
         "--dest",
         dest,
+        "--shard-bytes",
+        str(shard_bytes),
     ]
     done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -214,11 +217,12 @@ def _bed_runs(genome: Path) -> int:
 
 def _row(name: str, bases: int, step: str, m: dict, ref: dict, stream: dict) -> str:
     mbp = bases / 1e6
+    shard = f"{m['shard_bytes'] / bases:.2f}" if "shard_bytes" in m else ""
     return (
         f"| {name} | {step} | {m['wall_s']:.3f} | {mbp / m['wall_s']:.0f} | "
         f"{mbp / m['cpu_s']:.0f} | {ref['cpu_s'] / m['cpu_s']:.2f}x | "
         f"{stream['cpu_s'] / m['cpu_s']:.2f}x | {m['rss_peak_mb']:.0f} | "
-        f"{m['rss_peak_mb'] - m['rss_start_mb']:.0f} |"
+        f"{m['rss_peak_mb'] - m['rss_start_mb']:.0f} | {shard} |"
     )
 
 
@@ -236,6 +240,7 @@ def main() -> None:
     parser.add_argument("--genome", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dest", help=argparse.SUPPRESS)
+    parser.add_argument("--shard-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.block_size is None:
         from dnalm.windows import DEFAULT_BLOCK_SIZE
@@ -276,8 +281,8 @@ def main() -> None:
             sources.append((f"generated {args.gbp:g} Gbp", raw))
         throughput = [
             "| genome | step | wall s | Mbp/s | CPU Mbp/s | vs read | vs stream | "
-            "peak RSS MB | RSS growth MB |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "peak RSS MB | RSS growth MB | shard B/base |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         normalising = [
             "| genome | normalise | wall s | CPU s | CPU Mbp/s | peak RSS MB | BED runs | "
@@ -308,7 +313,10 @@ def main() -> None:
                     f"{runs if k == 'normalise' else ''} | {m['cpu_s'] / without - 1:+.1%} |"
                 )
             print("\n".join(normalising[-2:]), flush=True)
-            m = {step: _subprocess(step, path, work, args, reps, min_seconds) for step in STEPS}
+            m: dict[str, dict] = {}
+            for step in STEPS:  # `write` writes as many bytes as the shard `tokens` wrote
+                size = m["tokens"]["bin_bytes"] if step == "write" else 0
+                m[step] = _subprocess(step, path, work, args, reps, min_seconds, shard_bytes=size)
             steps = ("windows", "tokens")
             peak = max(m[k]["rss_peak_mb"] for k in steps)
             growth = max(m[k]["rss_peak_mb"] - m[k]["rss_start_mb"] for k in steps)
@@ -317,6 +325,7 @@ def main() -> None:
                 "cpu_s": sum(m[k]["cpu_s"] for k in steps),
                 "rss_peak_mb": peak,
                 "rss_start_mb": peak - growth,
+                "shard_bytes": m["tokens"]["shard_bytes"],
             }
             order = ("stream", "read", "windows-read", "windows", "tokens", "windows+tokens")
             for step in (*order, "write"):
