@@ -156,6 +156,41 @@ def test_char_shard_stores_each_covered_base_once(genome, tmp_path):
     assert (tmp_path / "s.bin").stat().st_size == covered
 
 
+def test_region_reader_reads_bases_by_the_index_layout(tmp_path, monkeypatch):
+    """Byte reads at the .fai/.gzi offsets give the record's bases, without pysam's fetch:
+    regions across BGZF blocks and lines, soft-masking and N, a plain FASTA with CRLF line ends.
+    A file that no longer fits its index falls back to fetch_region, which names it."""
+    import dnalm.corpus
+    from dnalm.corpus import _RegionReader
+
+    rng = np.random.default_rng(5)
+    seq = "".join(BASES[rng.integers(0, 9, 300_000)])  # several 64 KiB BGZF blocks
+    bgzf = write_genome(tmp_path, "big", [("r1", seq[:1000]), ("r2", seq)])
+    crlf = tmp_path / "crlf.fa"
+    crlf.write_bytes(
+        b">r1 a record\r\n"
+        + b"".join(seq[i : i + 70].encode() + b"\r\n" for i in range(0, 10_000, 70))
+    )
+    pysam.faidx(str(crlf))
+    fallback = dnalm.corpus.fetch_region
+    with monkeypatch.context() as m:
+        m.setattr(dnalm.corpus, "fetch_region", None)  # any fallback fails the test
+        for path, chrom, n in ((bgzf, "r2", 300_000), (bgzf, "r1", 1000), (crlf, "r1", 10_000)):
+            reader = _RegionReader(path)
+            for start in [0, 1, 59, 60, 61, n - 1, *rng.integers(0, n - 1, 40).tolist()]:
+                end = min(n, start + int(rng.integers(1, 120_000)))
+                assert reader.fetch(chrom, start, end) == seq[start:end].encode(), (start, end)
+                text, line_ends = reader.read(chrom, start, end)
+                assert line_ends == (b"\n" if path == bgzf else b"")
+            reader.close()
+    assert dnalm.corpus.fetch_region is fallback
+    crlf.write_bytes(crlf.read_bytes()[:5000])  # truncated after indexing
+    reader = _RegionReader(crlf)
+    with pytest.raises(ValueError, match=r"crlf\.fa: cannot read r1:4,900-5,000"):
+        reader.fetch("r1", 4900, 5000)
+    reader.close()
+
+
 def test_unsorted_table_and_varied_lengths(genome, tmp_path):
     """A shuffled table (descending starts) and windows of several lengths keep table order."""
     path, records = genome
