@@ -7,7 +7,8 @@ fresh subprocess (so that the peak RSS is that step's own):
 
   stream        BGZF stream decode of the whole file (pysam.BGZFile, 1 MiB reads): the raw limit
   read          the plain read: every record fetched by region in blocks of --block-size bases
-                (pysam.FastaFile.fetch, the reader the tokenize step uses), nothing else done
+                (pysam.FastaFile.fetch, the reader the tokenize step used until it read the
+                regions' bytes itself), nothing else done
   windows       the windows step as the pipeline runs it: `windows_for_genome` from the .fai and
                 the BED of non-ACGT runs that normalisation wrote (no base read) + the parquet
   windows-read  the same without the BED (`use_bed=False`): every record streamed by block
