@@ -7,14 +7,17 @@ fresh subprocess (so that the peak RSS is that step's own):
 
   stream        BGZF stream decode of the whole file (pysam.BGZFile, 1 MiB reads): the raw limit
   read          the plain read: every record fetched by region in blocks of --block-size bases
-                (pysam.FastaFile.fetch, the reader the tokenize step uses), nothing else done
+                (pysam.FastaFile.fetch, the reader the tokenize step used until it read the
+                regions' bytes itself), nothing else done
   windows       the windows step as the pipeline runs it: `windows_for_genome` from the .fai and
                 the BED of non-ACGT runs that normalisation wrote (no base read) + the parquet
   windows-read  the same without the BED (`use_bed=False`): every record streamed by block
   tokens        the tokenize step: `tokenize_windows` from that parquet to a shard (char tokenizer)
-  write         writing a file of zeros as large as that shard (8 MiB writes): the disk's share
+  write         writing a file of zeros as large as that shard's .bin (8 MiB writes): the disk's
+                share
 
-and prints Mbp/s (genome bases per second), the ratio to the plain read, and peak RSS.
+and prints Mbp/s (genome bases per second), the ratio to the plain read, peak RSS, and for the
+tokens step the shard's size (.bin + .idx + .meta.json) per genome base.
 `windows+tokens` is both steps one after the other (the time of each added up).
 
 Every genome is first normalised as the acquire step does (`normalise_fasta`), which writes the
@@ -99,12 +102,6 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
     if step in NORMALISE:  # `genome` is the source
         dest = work / ("" if step == "normalise" else step) / args.dest  # later steps read
         dest.parent.mkdir(parents=True, exist_ok=True)  # work/<genome>: level 6, 1 thread
-        shard_bytes = 0
-    else:
-        shard_bytes = sum(
-            max(0, (n - spec.length) // spec.stride + 1) * spec.length
-            for n in record_lengths(genome).values()
-        )
 
     def run() -> None:
         if step in NORMALISE:
@@ -127,7 +124,7 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
         elif step == "write":
             block = bytes(8 << 20)
             with open(work / "zeros.bin", "wb") as out:
-                for _ in range(-(-shard_bytes // len(block))):
+                for _ in range(-(-args.shard_bytes // len(block))):
                     out.write(block)
         else:
             tokenize_windows(
@@ -148,6 +145,10 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
         "rss_start_mb": rss_start,
         "rss_peak_mb": _rss_mb(),
     }
+    if step == "tokens":
+        files = [work / f"tokens.{ext}" for ext in ("bin", "idx", "meta.json")]
+        out["bin_bytes"] = files[0].stat().st_size
+        out["shard_bytes"] = sum(f.stat().st_size for f in files if f.exists())
     return out
 
 
@@ -159,6 +160,7 @@ def _subprocess(
     reps: int,
     min_seconds: float,
     dest: str = "",
+    shard_bytes: int = 0,
 ) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     cmd = [
@@ -182,6 +184,8 @@ def _subprocess(
         str(min_seconds),
         "--dest",
         dest,
+        "--shard-bytes",
+        str(shard_bytes),
     ]
     done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -224,11 +228,12 @@ def _bed_runs(genome: Path) -> int:
 
 def _row(name: str, bases: int, step: str, m: dict, ref: dict, stream: dict) -> str:
     mbp = bases / 1e6
+    shard = f"{m['shard_bytes'] / bases:.2f}" if "shard_bytes" in m else ""
     return (
         f"| {name} | {step} | {m['wall_s']:.3f} | {mbp / m['wall_s']:.0f} | "
         f"{mbp / m['cpu_s']:.0f} | {ref['cpu_s'] / m['cpu_s']:.2f}x | "
         f"{stream['cpu_s'] / m['cpu_s']:.2f}x | {m['rss_peak_mb']:.0f} | "
-        f"{m['rss_peak_mb'] - m['rss_start_mb']:.0f} |"
+        f"{m['rss_peak_mb'] - m['rss_start_mb']:.0f} | {shard} |"
     )
 
 
@@ -246,6 +251,7 @@ def main() -> None:
     parser.add_argument("--genome", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dest", help=argparse.SUPPRESS)
+    parser.add_argument("--shard-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.block_size is None:
         from dnalm.windows import DEFAULT_BLOCK_SIZE
@@ -286,8 +292,8 @@ def main() -> None:
             sources.append((f"generated {args.gbp:g} Gbp", raw))
         throughput = [
             "| genome | step | wall s | Mbp/s | CPU Mbp/s | vs read | vs stream | "
-            "peak RSS MB | RSS growth MB |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "peak RSS MB | RSS growth MB | shard B/base |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         normalising = [
             "| genome | normalise | threads | zlib level | wall s | Mbp/s | vs read | CPU s | "
@@ -311,7 +317,10 @@ def main() -> None:
                 source.unlink()  # the generated plain FASTA: only its normalised form is needed
             n = _bases(path)
             runs = _bed_runs(path)
-            m = {step: _subprocess(step, path, work, args, reps, min_seconds) for step in STEPS}
+            m: dict[str, dict] = {}
+            for step in STEPS:  # `write` writes as many bytes as the shard `tokens` wrote
+                size = m["tokens"]["bin_bytes"] if step == "write" else 0
+                m[step] = _subprocess(step, path, work, args, reps, min_seconds, shard_bytes=size)
             steps = ("windows", "tokens")
             peak = max(m[k]["rss_peak_mb"] for k in steps)
             growth = max(m[k]["rss_peak_mb"] - m[k]["rss_start_mb"] for k in steps)
@@ -320,6 +329,7 @@ def main() -> None:
                 "cpu_s": sum(m[k]["cpu_s"] for k in steps),
                 "rss_peak_mb": peak,
                 "rss_start_mb": peak - growth,
+                "shard_bytes": m["tokens"]["shard_bytes"],
             }
             read = m["read"]
             for k, (bed, threads, level) in NORMALISE.items():

@@ -225,3 +225,35 @@ def test_unreadable_checkpoint_is_ignored(tmp_path, caplog):
     caplog.set_level("INFO", logger="dnalm")
     assert Checkpoint(tmp_path, {"a": 1}).load() is None
     assert "unreadable" in caplog.text
+
+
+def test_a_same_size_change_of_the_inputs_is_not_resumed(tmp_path):
+    """A genome changed without changing its size gives `char` shards of the same sizes: the
+    checkpoint's fingerprint holds the shards' content digests, so the stale state is ignored."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _shards(data)
+    out = tmp_path / "run"
+    params = _job(data, out, LM)
+    proc = subprocess.Popen(
+        _cmd(params), env=_env(DNALM_STOP_AFTER_CHECKPOINT="20"), stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert proc.poll() is None and time.monotonic() < deadline, "no stop after step 20"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoints" / "checkpoint.pt").exists()
+    # the same sequences but the first, whose bases change in place: every size stays the same
+    train = TokenShard.open(data / "lm_train")
+    rows = [np.asarray(train[i]) for i in range(len(train))]
+    rows[0] = np.where(rows[0] == 7, 8, 7).astype(np.uint8)  # A <-> C everywhere else
+    sizes = {f.name: f.stat().st_size for f in data.glob("lm_train.*")}
+    write_shard(data / "lm_train", [(r, -1) for r in rows], np.dtype(np.uint8))
+    write_meta(data / "lm_train", {"dtype": "uint8", "labels": ["a", "b"], "window_length": 48})
+    assert {f.name: f.stat().st_size for f in data.glob("lm_train.*")} == sizes
+    _run(params)
+    log = (out / "job.log").read_text()
+    assert "was written with other training parameters or inputs: ignoring it" in log
+    assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 0

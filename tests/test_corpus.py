@@ -12,7 +12,7 @@ import pytest
 from conftest import write_genome
 
 from dnalm.corpus import read_window_batches, tokenize_windows, window_blocks, window_sequences
-from dnalm.shards import TokenShard, read_meta
+from dnalm.shards import ShardWriter, TokenShard, read_meta
 from dnalm.tokenization import build_tokenizer, char_tokenizer, encoder_for, reverse_complement
 from dnalm.windows import WindowSpec, windows_for_genome
 
@@ -54,7 +54,7 @@ def _expected(win, records, tokenizer):
 
 
 def _shard_rows(prefix):
-    shard = TokenShard(prefix, "uint8")  # every vocabulary here has < 256 tokens
+    shard = TokenShard.open(prefix, verify="full")
     return [shard[i].tolist() for i in range(len(shard))], shard.labels.tolist()
 
 
@@ -74,13 +74,121 @@ def test_tokens_equal_tokenizer_for_any_block_size(genome, tmp_path, strands):
         rows, labels = _shard_rows(prefix)
         assert rows == expected, f"block_size {block_size}"
         assert labels == win["label_id"].tolist()
-        assert read_meta(prefix) == {
+        meta = read_meta(prefix)
+        assert {k: meta[k] for k in ("tokenizer", "sequences", "tokens", "window_length")} == {
             "tokenizer": "char",
             "sequences": len(win),
             "tokens": 100 * len(win),
             "window_length": 100,
-            "dtype": "uint8",
         }
+        assert (meta["dtype"], meta["vocab_size"], meta["tokenizer_spec"]) == (
+            "uint8",
+            12,
+            {"kind": "char"},
+        )
+        # windows overlap (stride 37 < 100): each strand's bases are stored once per block
+        assert meta["stored_tokens"] < meta["tokens"] or block_size < 100
+        TokenShard.open(prefix, verify="full")
+
+
+def _per_window_shard(prefix, win, path, encoder):
+    """The layout before views: every window encoded and stored on its own, in table order."""
+    ids = encoder.encode_many(list(window_sequences(win, {"g": path})))
+    with ShardWriter(prefix, encoder.dtype) as writer:
+        for row, label in zip(ids, win["label_id"], strict=True):
+            writer.add(row, label)
+
+
+def _tokenizer(name, records):
+    if name == "char":
+        return char_tokenizer()
+    if name == "bpe":
+        return build_tokenizer("bpe", sequences=list(records.values()), vocab_size=60)
+    k, stride = (int(x) for x in name.removeprefix("kmer").split("/"))
+    return build_tokenizer("kmer", k=k, stride=stride)
+
+
+@pytest.mark.parametrize("name", ["char", "kmer3/1", "kmer3/3", "kmer4/2", "bpe"])
+@pytest.mark.parametrize("window_stride", [30, 37])
+def test_views_read_the_ids_of_window_by_window_rows(genome, tmp_path, name, window_stride):
+    """Every tokenizer kind, both strands, gaps at N runs, k-mer windows in phase with each
+    other (stride 30, a multiple of k = 3) and out of phase (37): the shard's rows hold the
+    ids the tokenizer gives each window alone, as the per-window layout stored them."""
+    path, records = genome
+    tok = _tokenizer(name, records)
+    enc = encoder_for(tok)
+    win = _table(path, WindowSpec(60, window_stride, 0.05), strands="++-+--")
+    starts = win.loc[win["chrom"] == "chrA", "start"].to_numpy()
+    assert (np.diff(starts) > window_stride).any()  # a gap where the N run is left out
+    win.loc[win.index[::7], "end"] -= 57  # some windows too short for a k-mer
+    expected = _expected(win, records, tok)
+    _per_window_shard(tmp_path / "old", win, path, enc)
+    assert _shard_rows(tmp_path / "old")[0] == expected
+    for block_size in (1, 100, 10**9):
+        prefix = tmp_path / f"new{block_size}"
+        tokenize_windows(win, {"g": path}, enc, prefix, block_size=block_size)
+        shard = TokenShard.open(prefix, verify="full")
+        assert [shard[i].tolist() for i in range(len(shard))] == expected, block_size
+        assert shard.labels.tolist() == win["label_id"].tolist()
+        meta = read_meta(prefix)
+        assert meta["tokens"] == sum(map(len, expected))
+        stride = 1 if name in ("char", "bpe") else tok.init_kwargs["dnalm_tokenizer"]["stride"]
+        if block_size == 1 or name == "bpe" or window_stride % stride:
+            # one window per block; tokens that depend on the start; windows of one phase
+            # (3 or 2 windows apart) that do not overlap: nothing to share
+            assert meta["stored_tokens"] == meta["tokens"]
+        else:  # how much depends on the strands' mix: see the next test for the exact count
+            assert meta["stored_tokens"] < meta["tokens"]
+
+
+def test_char_shard_stores_each_covered_base_once(genome, tmp_path):
+    path, records = genome
+    win = _table(path, WindowSpec(100, 50, 0.05), strands="+++-")
+    tokenize_windows(win, {"g": path}, encoder_for(char_tokenizer()), tmp_path / "s")
+    covered = 0
+    for _, rows in win.groupby(["chrom", "strand"]):
+        bases = np.zeros(7001, bool)
+        for start, end in zip(rows["start"], rows["end"], strict=True):
+            bases[start:end] = True
+        covered += int(bases.sum())
+    meta = read_meta(tmp_path / "s")
+    assert meta["stored_tokens"] == covered < meta["tokens"]
+    assert (tmp_path / "s.bin").stat().st_size == covered
+
+
+def test_region_reader_reads_bases_by_the_index_layout(tmp_path, monkeypatch):
+    """Byte reads at the .fai/.gzi offsets give the record's bases, without pysam's fetch:
+    regions across BGZF blocks and lines, soft-masking and N, a plain FASTA with CRLF line ends.
+    A file that no longer fits its index falls back to fetch_region, which names it."""
+    import dnalm.corpus
+    from dnalm.corpus import _RegionReader
+
+    rng = np.random.default_rng(5)
+    seq = "".join(BASES[rng.integers(0, 9, 300_000)])  # several 64 KiB BGZF blocks
+    bgzf = write_genome(tmp_path, "big", [("r1", seq[:1000]), ("r2", seq)])
+    crlf = tmp_path / "crlf.fa"
+    crlf.write_bytes(
+        b">r1 a record\r\n"
+        + b"".join(seq[i : i + 70].encode() + b"\r\n" for i in range(0, 10_000, 70))
+    )
+    pysam.faidx(str(crlf))
+    fallback = dnalm.corpus.fetch_region
+    with monkeypatch.context() as m:
+        m.setattr(dnalm.corpus, "fetch_region", None)  # any fallback fails the test
+        for path, chrom, n in ((bgzf, "r2", 300_000), (bgzf, "r1", 1000), (crlf, "r1", 10_000)):
+            reader = _RegionReader(path)
+            for start in [0, 1, 59, 60, 61, n - 1, *rng.integers(0, n - 1, 40).tolist()]:
+                end = min(n, start + int(rng.integers(1, 120_000)))
+                assert reader.fetch(chrom, start, end) == seq[start:end].encode(), (start, end)
+                text, line_ends = reader.read(chrom, start, end)
+                assert line_ends == (b"\n" if path == bgzf else b"")
+            reader.close()
+    assert dnalm.corpus.fetch_region is fallback
+    crlf.write_bytes(crlf.read_bytes()[:5000])  # truncated after indexing
+    reader = _RegionReader(crlf)
+    with pytest.raises(ValueError, match=r"crlf\.fa: cannot read r1:4,900-5,000"):
+        reader.fetch("r1", 4900, 5000)
+    reader.close()
 
 
 def test_unsorted_table_and_varied_lengths(genome, tmp_path):
@@ -135,9 +243,9 @@ def test_parquet_batches_and_window_sequences(genome, tmp_path):
     enc = encoder_for(char_tokenizer())
     tokenize_windows(table, {"g": path}, enc, tmp_path / "a")
     tokenize_windows(read_window_batches(table, batch_rows=7), {"g": path}, enc, tmp_path / "b")
-    for ext in (".bin", ".idx"):
-        a = (tmp_path / f"a{ext}").read_bytes()
-        assert a == (tmp_path / f"b{ext}").read_bytes()
+    # the same rows; the bytes differ: a batch boundary also ends a stored stream
+    assert _shard_rows(tmp_path / "a") == _shard_rows(tmp_path / "b")
+    assert _shard_rows(tmp_path / "a")[0] == [enc.encode(x).tolist() for x in expected]
 
 
 def test_inline_sequences(tmp_path):

@@ -18,11 +18,19 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from dnalm.corpus import tokenize_windows
 from dnalm.jobs import build_classifier, run_job
 from dnalm.metrics import auto_selection, classification_metrics
 from dnalm.models import model_config
 from dnalm.shards import TokenShard, write_meta, write_shard
-from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
+from dnalm.tokenization import (
+    bpe_tokenizer,
+    char_tokenizer,
+    encode_bytes,
+    encoder_for,
+    kmer_tokenizer,
+    lookup_table,
+)
 from dnalm.training import TrainConfig, evaluate, finetune_classifier, pretrain_lm
 
 CPU = torch.device("cpu")
@@ -79,28 +87,47 @@ def test_both_inits_of_a_seed_share_the_head(tmp_path, arch):
     assert 0.01 < std < 0.04  # N(0, initializer_range = 0.02)
 
 
-@pytest.mark.parametrize(("bases", "tokens"), [(None, None), (600, 200), (900, 150)])
-def test_bits_per_base_divides_by_bases_per_token(tmp_path, bases, tokens):
-    """char: 1 base per token (no count recorded); a non-overlapping 3-mer: 3; BPE: 6."""
+def lm_shard_of(tmp_path: Path, tokenizer, seqs: list[str]) -> TokenShard:
+    """A shard the tokenize step writes (inline sequences), for any tokenizer kind."""
+    table = pd.DataFrame(
+        {"genome": "g", "chrom": [f"r{i}" for i in range(len(seqs))], "start": 0}
+        | {"end": [len(x) for x in seqs], "strand": "+", "label_id": -1, "sequence": seqs}
+    )
+    tokenize_windows(table, {}, encoder_for(tokenizer), tmp_path / "lm", meta={"labels": []})
+    return TokenShard.open(tmp_path / "lm")
+
+
+@pytest.mark.parametrize("kind", ["char", "kmer", "bpe"])
+def test_bits_per_base_divides_by_bases_per_token(tmp_path, kind):
+    """A char token is one base, a non-overlapping 3-mer three, a BPE token several: the loss
+    per token over ln 2 is bits per token; divided by bases per token, bits per base."""
     rng = np.random.default_rng(0)
-    seqs = ["".join(rng.choice(list("ACGT"), 40)) for _ in range(16)]
-    meta = {} if bases is None else {"bases": bases, "tokens": tokens}
-    lm = shard(tmp_path / "lm", seqs, [-1] * 16, **meta)
+    seqs = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(24)]
+    tokenizer = {
+        "char": char_tokenizer,
+        "kmer": lambda: kmer_tokenizer(3),
+        "bpe": lambda: bpe_tokenizer(seqs * 4, 64),
+    }[kind]()
+    lm = lm_shard_of(tmp_path, tokenizer, seqs)
+    per_token = 60 * 24 / int(lm.lengths.sum())
+    assert lm.meta["bases"] == 60 * 24
+    if kind == "char":
+        assert per_token == 1.0
+    elif kind == "kmer":
+        assert per_token == 3.0  # 60 bases are 20 whole 3-mers
+    else:
+        assert per_token > 1.5  # merges learned from the same sequences
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(
-        model_config("hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
+        model_config("hyena", "micro", vocab_size=len(tokenizer), pad_token_id=4, max_seq_len=64)
     )
     cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, eval_every=2)
     summary = pretrain_lm(model, lm, lm, cfg, pad_id=4, device=CPU, curve_path=tmp_path / "c.tsv")
-    per_token = 1 if bases is None else bases / tokens
-    assert summary["bases_per_token"] == per_token
-    assert summary["val_bits_per_base"] == pytest.approx(
-        summary["val_loss"] / math.log(2) / per_token
-    )
+    assert summary["bases_per_token"] == pytest.approx(per_token)
+    bits = summary["val_loss"] / math.log(2) / per_token
+    assert summary["val_bits_per_base"] == pytest.approx(bits)
     curve = pd.read_csv(tmp_path / "c.tsv", sep="\t")
-    assert curve["val_bits_per_base"].iloc[-1] == pytest.approx(
-        summary["val_bits_per_base"], rel=1e-5
-    )
+    assert curve["val_bits_per_base"].iloc[-1] == pytest.approx(bits, rel=1e-5)
 
 
 def test_a_nan_validation_score_fails_naming_the_step(tmp_path):

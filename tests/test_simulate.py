@@ -222,8 +222,6 @@ def test_classes_are_separable_but_not_perfectly() -> None:
     assert 0.72 <= accuracy <= 0.95, accuracy
 
 
-
-
 # --------------------------------------------------------------------------- metagenome
 
 

@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import ROOT, run_snakemake
 
 from dnalm.corpus import window_sequences
-from dnalm.shards import TokenShard
+from dnalm.shards import ShardError, TokenShard, check_shard_tokenizer
 from dnalm.tokenization import load_tokenizer
 
 TOKENIZERS = {
@@ -70,6 +71,10 @@ def test_kmer_and_bpe_tokenizers_and_shards(tmp_path):
             (directory.parent.parent / f"tokens/{name}/pretrain/train.meta.json").read_text()
         )
         assert len(shard) == len(windows) and meta["vocab_size"] == len(tokenizer)
+        check_shard_tokenizer(shard, tokenizer)  # the job recorded the tokenizer it used
+        other = next(n for n in TOKENIZERS if n != name)
+        with pytest.raises(ShardError, match="was written for another tokenizer"):
+            check_shard_tokenizer(shard, load_tokenizer(directory.parent / other))
         assert meta["window_length"] == WINDOW  # in bases, whatever the tokenizer
         # the shard holds exactly what the saved tokenizer gives each window
         for i in (0, len(shard) // 2, len(shard) - 1):

@@ -151,12 +151,14 @@ class Job:
 def setup_job(params: dict[str, Any], log: logging.Logger, **fingerprint: Any) -> Job:
     """Tokenizer, shards, training settings, the complement map for reverse-complement
     augmentation, and the resumable state (when the job names a checkpoint directory)."""
-    from dnalm.shards import TokenShard
+    from dnalm.shards import TokenShard, check_shard_tokenizer
     from dnalm.tokenization import complement_ids, load_tokenizer
     from dnalm.training import TrainConfig
 
     tokenizer = load_tokenizer(params["tokenizer"])
     shards = {split: TokenShard.open(prefix) for split, prefix in params["shards"].items()}
+    for shard in shards.values():  # ids of another vocabulary would train on nonsense
+        check_shard_tokenizer(shard, tokenizer)
     cfg = TrainConfig(**params["train"])
     complement = complement_ids(tokenizer) if cfg.rc_augment > 0 else None
     checkpoint = _checkpoint(params, cfg, log, **fingerprint)
@@ -289,20 +291,20 @@ def _checkpoint(params: dict[str, Any], cfg, log: logging.Logger, **extra: Any):
     """The job's resumable state, when it names a `checkpoint` directory (else None).
 
     Its fingerprint is the training settings plus everything else the result depends on: the
-    model, tokenizer and shards (paths and sizes), so a changed input never resumes old state.
+    model, the tokenizer and the content of the shards and of the starting weights, so a changed
+    input (even a genome of the same size) never resumes old state.
     """
     if not params.get("checkpoint"):
         return None
+    from dnalm.fasta import file_checksum
+    from dnalm.shards import shard_digest
     from dnalm.training import Checkpoint, fingerprint
 
-    shards = {}
-    for split, prefix in params["shards"].items():
-        files = sorted(Path(prefix).parent.glob(Path(prefix).name + ".*"))
-        shards[split] = {"prefix": str(prefix), "bytes": [f.stat().st_size for f in files]}
+    shards = {split: shard_digest(prefix) for split, prefix in params["shards"].items()}
     extra |= {"model": params["model"], "tokenizer": str(params["tokenizer"]), "shards": shards}
     if params.get("pretrained"):
         weights = Path(params["pretrained"]) / "model.safetensors"
-        extra["pretrained"] = {"path": str(weights), "mtime_ns": weights.stat().st_mtime_ns}
+        extra["pretrained"] = file_checksum(weights, "sha256")
     return Checkpoint(params["checkpoint"], fingerprint(cfg, **extra), log)
 
 

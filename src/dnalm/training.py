@@ -496,8 +496,8 @@ class LanguageModelling(Objective):
         self.full = int(train.lengths.max())
         self.state = {"tokens": 0, "val_loss": float("nan")}
         # a k-mer or BPE token stands for several bases: bits per base divides by their mean
-        meta = val.meta
-        self.bases_per_token = meta["bases"] / meta["tokens"] if meta.get("bases") else 1.0
+        tokens = int(val.lengths.sum())
+        self.bases_per_token = val.meta["bases"] / tokens if val.meta.get("bases") else 1.0
 
     def begin_step(self, step: int, rows: np.ndarray) -> int:
         self.length = train_length(step, self.cfg, self.full)
