@@ -54,19 +54,18 @@ def covers(row, value=0.0):
     return row["ci95_low"] <= value <= row["ci95_high"]
 
 
-def test_same_distribution_interval_covers_zero():
-    """Both inits from one distribution, 3 seeds with real seed variance, 500 examples."""
+def same_distribution() -> int:
+    """Both inits from one distribution, 3 seeds with real seed variance, 500 examples: how
+    often the interval covers 0."""
     rng = np.random.default_rng(20)
-    hits = 0
-    for _ in range(100):
-        row, _ = auroc_row(*draw(rng, 500, 3, SEP_080, SEP_080, seed_sd=0.15))
-        hits += covers(row)
-    assert hits >= 90, hits  # 99 of 100 when written
+    return sum(
+        covers(auroc_row(*draw(rng, 500, 3, SEP_080, SEP_080, seed_sd=0.15))[0]) for _ in range(100)
+    )
 
 
-def test_seed_dominated_null_keeps_coverage_where_a_three_seed_bootstrap_does_not():
-    """Seed variance far above the test set's: the t draw at the seed level keeps the interval
-    honest; a percentile bootstrap over the 3 seed differences (the old interval) does not."""
+def seed_dominated() -> tuple[int, int]:
+    """Seed variance far above the test set's: coverage of 0 by our interval and by a
+    percentile bootstrap over the 3 seed differences (the interval this one replaced)."""
     rng = np.random.default_rng(21)
     ours = old = 0
     for _ in range(100):
@@ -77,34 +76,55 @@ def test_seed_dominated_null_keeps_coverage_where_a_three_seed_bootstrap_does_no
         means = diffs[rng.integers(0, 3, (2000, 3))].mean(axis=1)
         lo, hi = np.quantile(means, [0.025, 0.975])
         old += lo <= 0 <= hi
-    assert ours >= 90, ours  # 98 when written
-    assert old <= 85, old  # 72 when written
+    return ours, old
 
 
-def test_true_effect_of_005_auroc_is_detected():
-    """AUROC 0.80 vs 0.75 on 2,000 test examples, 3 seeds (seed sd of AUROC about 0.005)."""
+def true_effect() -> tuple[int, int, int]:
+    """AUROC 0.80 vs 0.75 on 2,000 test examples, 3 seeds (seed sd of AUROC about 0.005): how
+    often the interval excludes 0, DeLong's p < 0.05, and the interval covers 0.05."""
     rng = np.random.default_rng(22)
-    excluded = delong = 0
-    truth_covered = 0
+    excluded = delong = covered = 0
     for _ in range(100):
         row, _ = auroc_row(*draw(rng, 2000, 3, SEP_080, SEP_075, seed_sd=0.03))
         excluded += row["ci95_low"] > 0
         delong += row["delong_p"] < 0.05
-        truth_covered += covers(row, 0.05)
-    assert excluded >= 80, excluded
-    assert delong >= 80, delong
-    assert truth_covered >= 90, truth_covered
+        covered += covers(row, 0.05)
+    return excluded, delong, covered
 
 
-def test_groups_must_be_resampled_when_examples_are_correlated_within_them():
+def grouped() -> tuple[int, int]:
     """30 groups per class whose positives one init ranks better or worse than the other (no
-    effect on average): resampling examples treats 1,000 correlated examples as independent and
-    under-covers; resampling groups does not."""
+    effect on average): coverage of 0 resampling examples, and resampling groups."""
     rng = np.random.default_rng(23)
     by_example = by_group = 0
     for _ in range(100):
         data = draw(rng, 1000, 1, SEP_080, SEP_080, groups=30, group_sd=0.8)
         by_example += covers(auroc_row(*data)[0])
         by_group += covers(auroc_row(*data, min_groups=10)[0])
+    return by_example, by_group
+
+
+def test_same_distribution_interval_covers_zero():
+    assert same_distribution() >= 90
+
+
+def test_seed_dominated_null_keeps_coverage_where_a_three_seed_bootstrap_does_not():
+    """The t draw at the seed level keeps the interval honest; the old one did not."""
+    ours, old = seed_dominated()
+    assert ours >= 90, ours
+    assert old <= 85, old
+
+
+def test_true_effect_of_005_auroc_is_detected():
+    excluded, delong, covered = true_effect()
+    assert excluded >= 80, excluded
+    assert delong >= 80, delong
+    assert covered >= 90, covered
+
+
+def test_groups_must_be_resampled_when_examples_are_correlated_within_them():
+    """Resampling 1,000 examples treats correlated examples as independent and under-covers;
+    resampling the 60 groups does not."""
+    by_example, by_group = grouped()
     assert by_group >= 90, by_group
     assert by_example <= 80, by_example

@@ -170,9 +170,14 @@ def weighted_metrics_t(
     bootstrap builds once per chunk and every run reuses; only `metrics` are computed."""
     k = probs.shape[1]
     r = weights_t.shape[1]
-    onehot = np.zeros((k * k, len(truth)))
-    onehot[truth * k + predicted, np.arange(len(truth))] = 1.0
-    out = confusion_metrics((onehot @ weights_t).T.reshape(r, k, k))
+    # confusion counts: the weights summed per (true, predicted) cell; no BLAS call, whose
+    # threads only contend on a busy machine
+    cell = truth * k + predicted
+    order = np.argsort(cell, kind="stable")
+    cells, starts = np.unique(cell[order], return_index=True)
+    confusion = np.zeros((k * k, r))
+    confusion[cells] = np.add.reduceat(weights_t[order], starts, axis=0)
+    out = confusion_metrics(confusion.T.reshape(r, k, k))
     with_ap = "auprc" in metrics
     if not {"auroc", "auprc"} & set(metrics):
         pass
