@@ -3,35 +3,57 @@
 # and the config, for the report's last category.
 
 
+# Results items carry the same two labels, so the report lists them by kind: the answer first
 rule aggregate:
     input:
+        # fine-tuning runs; may also hold baseline runs (results/baselines/...)
         runs=all_runs(),
+        # metrics.json of the baseline runs: results/baselines/{task}/{baseline}/seed{N}/
+        baselines=[],
         pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
+        answer=report(
+            "results/summary/answer.tsv",
+            caption="../report/answer.rst",
+            category="3. Results",
+            labels={
+                "kind": "answer",
+                "shows": "per task: the best of each kind, the verdict",
+            },
+        ),
         metrics=report(
             SUMMARY["metrics"],
             caption="../report/metrics.rst",
             category="3. Results",
-            labels={"table": "every run"},
+            labels={"kind": "table", "shows": "every run"},
         ),
         effect=report(
             SUMMARY["effect"],
             caption="../report/pretrain_effect.rst",
             category="3. Results",
-            labels={"table": "pretraining effect"},
+            labels={
+                "kind": "table",
+                "shows": "pretraining effect, every pair of inits",
+            },
+        ),
+        vs_baseline=report(
+            "results/summary/vs_baseline.tsv",
+            caption="../report/vs_baseline.rst",
+            category="3. Results",
+            labels={"kind": "table", "shows": "each model against the best baseline"},
         ),
         size_figure=report(
             SUMMARY["size_figure"],
             caption="../report/metric_vs_size.rst",
             category="3. Results",
-            labels={"figure": "metric vs model size"},
+            labels={"kind": "figure", "shows": "metric vs model size"},
         ),
         effect_figure=report(
             SUMMARY["effect_figure"],
             caption="../report/pretrain_effect_figure.rst",
             category="3. Results",
-            labels={"figure": "pretrained minus scratch"},
+            labels={"kind": "figure", "shows": "paired differences of inits"},
         ),
         pretrain_figure=report(
             SUMMARY["pretrain_figure"],
@@ -49,13 +71,13 @@ rule aggregate:
             SUMMARY["audit"],
             caption="../report/audit_summary.rst",
             category="3. Results",
-            labels={"table": "near-duplicate audit, every task"},
+            labels={"kind": "table", "shows": "near-duplicate audit, every task"},
         ),
         roc_pr_figure=report(
             SUMMARY["roc_pr_figure"],
             caption="../report/roc_pr.rst",
             category="3. Results",
-            labels={"figure": "ROC and PR curves, best model"},
+            labels={"kind": "figure", "shows": "ROC and PR curves, best model"},
         ),
     log:
         "logs/aggregate/aggregate.log",
@@ -67,6 +89,8 @@ rule aggregate:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        statistics=config["statistics"],
     script:
         "../scripts/aggregate.py"
 

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from dnalm.comparisons import Settings, Study, answer, pretrain_effect, vs_baseline
 from dnalm.runtime import job_log
@@ -27,10 +28,13 @@ with job_log(snakemake.log[0]) as log:
     write_table(runs, out.metrics)
     settings = Settings(**snakemake.params.statistics)
     start = time.perf_counter()
-    study = Study.read(runs, settings)
-    effect = pretrain_effect(study)
-    versus = vs_baseline(study)
-    verdicts = answer(study)
+    # the job's threads only: idle BLAS threads spinning on a shared machine cost more than
+    # they give to these small products
+    with threadpool_limits(limits=snakemake.threads):
+        study = Study.read(runs, settings)
+        effect = pretrain_effect(study)
+        versus = vs_baseline(study)
+        verdicts = answer(study)
     log.info(
         "%d runs (%d baseline runs) compared in %.1f s: %d resamples, %d permutations",
         len(runs),
