@@ -164,7 +164,11 @@ def test_holm_is_applied_per_metric_over_the_whole_table(study):
     effect = pretrain_effect(study)
     for _, grp in effect.groupby("metric"):
         p = np.where(grp["holm_of"] == "delong_p", grp["delong_p"], grp["permutation_p"])
-        assert np.allclose(grp["holm_p"], holm(p))
+        assert np.allclose(grp["holm_p"], holm(p), equal_nan=True)
+    auprc = effect[effect["metric"] == "auprc"]
+    # no permutation test for AUPRC (a sort per pattern): its interval answers for it
+    assert auprc["permutation_p"].isna().all() and auprc["holm_p"].isna().all()
+    assert (auprc["holm_of"] == "").all() and auprc["ci95_low"].notna().all()
 
 
 def test_tables_are_reproducible(study):
@@ -210,6 +214,9 @@ def test_pairs_are_matched_on_seed_not_on_order():
     assert note == "paired on the 3 seeds both sides have"
     single = pd.DataFrame({"seed": [7], "run_dir": ["c"]})
     assert pair_runs(a, single) == ([("a2", "c"), ("a0", "c"), ("a1", "c")], "")
+    other = pd.DataFrame({"seed": [10, 11], "run_dir": ["d10", "d11"]})
+    with pytest.raises(ValueError, match=r"no seed in common: \[0, 1, 2\] \(a2, ...\)"):
+        pair_runs(a, other)
 
 
 def test_answer_table_gives_the_best_of_each_kind_and_the_verdict(study):

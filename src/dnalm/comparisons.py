@@ -29,6 +29,7 @@ import pandas as pd
 from dnalm.metrics import METRICS
 from dnalm.statistics import (
     LEVEL,
+    Scorer,
     chunks,
     delong_contrast,
     holm,
@@ -36,8 +37,8 @@ from dnalm.statistics import (
     paired_t_test,
     permutation_test,
     resample_counts,
+    spread,
     unit_strata,
-    weighted_metrics_t,
 )
 
 # the order in which inits are compared: a - b with a earlier (published - pretrained, ...)
@@ -188,6 +189,12 @@ def pair_runs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[list[tuple[str, str]], 
     pairs = [
         (x, b_of_seed[s]) for s, x in zip(a["seed"], a["run_dir"], strict=True) if s in b_of_seed
     ]
+    if not pairs:
+        raise ValueError(
+            f"no seed in common: {sorted(a['seed'])} ({a['run_dir'].iat[0]}, ...) and "
+            f"{sorted(b['seed'])} ({b['run_dir'].iat[0]}, ...); runs to compare need the same "
+            "seeds, or one side a single run"
+        )
     note = ""
     if len(pairs) < max(len(a), len(b)):
         note = f"paired on the {len(pairs)} seeds both sides have"
@@ -235,22 +242,19 @@ class Study:
         rows = self.settings.resamples
         metrics = self.settings.metrics
         n = len(split.truth)
+        scorers = {}
         for run_dir in run_dirs:
-            self.boot[run_dir] = {m: np.empty(rows) for m in metrics}
             p = self.preds[run_dir]
-            full = weighted_metrics_t(
-                split.truth, p.probs, p.predicted, np.ones((n, 1)), split.present, metrics
-            )
+            scorers[run_dir] = Scorer(split.truth, p.probs, p.predicted, split.present)
+            self.boot[run_dir] = {m: np.empty(rows) for m in metrics}
+            full = scorers[run_dir](np.ones((n, 1)), metrics)
             self.point[run_dir] = {m: float(v[0]) for m, v in full.items()}
         for i, sl in enumerate(chunks(rows, n)):
             rng = np.random.default_rng([self.settings.seed, _key_seed(split.task), i])
             counts = resample_counts(split.strata, sl.stop - sl.start, rng)
             weights_t = counts[split.units]
             for run_dir in run_dirs:
-                p = self.preds[run_dir]
-                values = weighted_metrics_t(
-                    split.truth, p.probs, p.predicted, weights_t, split.present, metrics
-                )
+                values = scorers[run_dir](weights_t, metrics)
                 for metric in metrics:
                     self.boot[run_dir][metric][sl] = values[metric]
 
@@ -286,9 +290,9 @@ class Study:
         """Mean metric of some runs with its two-level interval."""
         point = np.array([self.point[r][metric] for r in run_dirs])
         boot = np.mean([self.boot[r][metric] for r in run_dirs], axis=0)
-        if len(run_dirs) > 1 and point.std(ddof=1) > 0:
-            spread = point.std(ddof=1) / math.sqrt(len(run_dirs))
-            boot = boot + spread * self._seed_draws(len(run_dirs), task, metric, *run_dirs)
+        if len(run_dirs) > 1 and spread(point) > 0:
+            scale = spread(point) / math.sqrt(len(run_dirs))
+            boot = boot + scale * self._seed_draws(len(run_dirs), task, metric, *run_dirs)
         lo, hi, _ = self._interval(boot)
         return float(point.mean()), lo, hi
 
@@ -325,9 +329,9 @@ class Study:
             notes = [n for n in (split.note, pair_note) if n]
             diffs = np.array([self.point[x][metric] - self.point[y][metric] for x, y in pairs])
             boot = np.mean([self.boot[x][metric] - self.boot[y][metric] for x, y in pairs], axis=0)
-            if s > 1 and diffs.std(ddof=1) > 0:
-                spread = diffs.std(ddof=1) / math.sqrt(s)
-                boot = boot + spread * self._seed_draws(s, *key, metric)
+            if s > 1 and spread(diffs) > 0:
+                scale = spread(diffs) / math.sqrt(s)
+                boot = boot + scale * self._seed_draws(s, *key, metric)
             elif s == 1:
                 notes.append("one seed pair: the interval leaves out seed variance")
             lo, hi, why = self._interval(boot)
@@ -383,12 +387,13 @@ class Study:
 
 def _with_holm(table: pd.DataFrame) -> pd.DataFrame:
     """holm_p per metric over every row of the table: DeLong's p for AUROC where it exists
-    (it can go below 1 / permutations, which many comparisons need), else the permutation p."""
+    (it can go below 1 / permutations, which many comparisons need), else the permutation p
+    (none for AUPRC, whose permutations would need a sort each)."""
     if table.empty:
         return table.assign(holm_of=pd.Series(dtype=str), holm_p=pd.Series(dtype=float))
     use_delong = (table["metric"] == "auroc") & table["delong_p"].notna()
-    table["holm_of"] = np.where(use_delong, "delong_p", "permutation_p")
     p = np.where(use_delong, table["delong_p"], table["permutation_p"])
+    table["holm_of"] = np.where(use_delong, "delong_p", np.where(np.isnan(p), "", "permutation_p"))
     table["holm_p"] = np.nan
     for _, index in table.groupby("metric").groups.items():
         table.loc[index, "holm_p"] = holm(p[table.index.get_indexer(index)])

@@ -10,13 +10,15 @@ split of a task (every run scores the same examples in the same order):
   stratified so that every resample keeps the classes;
 - DeLong's test for paired AUROCs (Sun & Xu's O(n log n) algorithm), with a cluster-robust
   variance (Obuchowski) when examples come in groups;
-- a paired permutation test that swaps the two predictors' scores per example or per group;
+- a paired permutation test that swaps the two predictors' scores per example or per group
+  (accuracy, MCC, macro-F1 and AUROC);
 - Holm's step-down correction, and the seed-level Student t-interval.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -32,7 +34,7 @@ CHUNK_CELLS = 4_000_000
 # Seed level
 
 
-def _spread(x: np.ndarray) -> float:
+def spread(x: np.ndarray) -> float:
     """Sample sd, 0 when it is only rounding noise (identical values computed two ways)."""
     sd = float(x.std(ddof=1))
     return sd if sd > 1e-12 * max(1.0, float(np.abs(x).max())) else 0.0
@@ -48,7 +50,7 @@ def paired_interval(diffs: np.ndarray, level: float = LEVEL) -> tuple[float, flo
     diffs = diffs[~np.isnan(diffs)]
     if len(diffs) < 2:
         return math.nan, math.nan
-    sem = _spread(diffs) / np.sqrt(len(diffs))
+    sem = spread(diffs) / np.sqrt(len(diffs))
     if not sem > 0:
         return math.nan, math.nan
     half = stats.t.ppf(0.5 + level / 2, df=len(diffs) - 1) * sem
@@ -59,7 +61,7 @@ def paired_t_test(diffs: np.ndarray) -> float:
     """Two-sided p of a zero mean paired difference; NaN when it is undefined (see above)."""
     diffs = np.asarray(diffs, dtype=float)
     diffs = diffs[~np.isnan(diffs)]
-    if len(diffs) < 2 or not _spread(diffs) > 0:
+    if len(diffs) < 2 or not spread(diffs) > 0:
         return math.nan
     t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(len(diffs)))
     return float(2 * stats.t.sf(abs(t), df=len(diffs) - 1))
@@ -115,47 +117,109 @@ def _cumulative(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def rank_metrics(
-    positive: np.ndarray, score: np.ndarray, weights_t: np.ndarray, with_ap: bool = True
-):
+@dataclass(frozen=True)
+class RankIndex:
+    """One binary problem's scores, sorted once for every resample: positives and negatives in
+    ascending score order and, for each positive, how many negatives (and positives) score
+    lower. None marks what ties do not change (no negative at a positive's score; positives
+    all distinct)."""
+
+    pos_rows: np.ndarray
+    neg_rows: np.ndarray
+    neg_left: np.ndarray
+    neg_right: np.ndarray | None
+    pos_left: np.ndarray | None
+
+
+def rank_index(positive: np.ndarray, score: np.ndarray) -> RankIndex:
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    order = np.argsort(score, kind="stable")
+    pos_sorted = positive[order]
+    pos_rows, neg_rows = order[pos_sorted], order[~pos_sorted]
+    queries = score[pos_rows]
+    neg_scores = score[neg_rows]
+    neg_left = np.searchsorted(neg_scores, queries, side="left")
+    neg_right = np.searchsorted(neg_scores, queries, side="right")
+    pos_left = np.searchsorted(queries, queries, side="left")
+    return RankIndex(
+        pos_rows=pos_rows,
+        neg_rows=neg_rows,
+        neg_left=neg_left,
+        neg_right=None if (neg_right == neg_left).all() else neg_right,
+        pos_left=None if (pos_left == np.arange(len(pos_left))).all() else pos_left,
+    )
+
+
+def rank_metrics(index: RankIndex, weights_t: np.ndarray, with_ap: bool = True):
     """Weighted AUROC and average precision of one binary problem, one value per column of
     `weights_t` (n examples x R resamples).
 
     Equal to the metrics of the examples repeated `weights` times (ties count half in AUROC;
-    average precision steps at each distinct score, as scikit-learn's). One sort serves every
-    resample: cumulative weights along the score order give, for each positive, the weight of
-    negatives below it and of examples above it. Examples are rows, so every step runs over
-    contiguous memory.
+    average precision steps at each distinct score, as scikit-learn's). Cumulative weights
+    along the score order give, for each positive, the weight of negatives below it and of
+    examples above it. Examples are rows, so every step runs over contiguous memory.
     """
-    positive = np.asarray(positive, dtype=bool)
-    score = np.asarray(score, dtype=float)
-    order = np.argsort(score, kind="stable")
-    ranked = score[order]
-    pos_sorted = positive[order]
-    # cumulative weights of the positives and of the negatives, each in score order
-    cum_pos = _cumulative(weights_t[order[pos_sorted]])
-    cum_neg = _cumulative(weights_t[order[~pos_sorted]])
-    pos_before = np.concatenate([[0], np.cumsum(pos_sorted)])
-    queries = score[positive]
-    left = np.searchsorted(ranked, queries, side="left")
-    wq = weights_t[positive]
-    w_pos = cum_pos[-1]
+    wq = weights_t[index.pos_rows]
+    cum_neg = _cumulative(weights_t[index.neg_rows])
     w_neg = cum_neg[-1]
-    neg_below = cum_neg[left - pos_before[left]]
-    below = neg_below
-    if len(np.unique(ranked)) < len(ranked):  # ties: negatives at a positive's score count half
-        right = np.searchsorted(ranked, queries, side="right")
-        below = neg_below + 0.5 * (cum_neg[right - pos_before[right]] - neg_below)
+    neg_lower = cum_neg[index.neg_left]
+    # ties: a negative at a positive's score counts half
+    below = neg_lower if index.neg_right is None else 0.5 * (neg_lower + cum_neg[index.neg_right])
+    cum_pos = _cumulative(wq)
+    w_pos = cum_pos[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = np.einsum("ij,ij->j", wq, below) / (w_pos * w_neg)
         if not with_ap:
             return auc, None
-        above_pos = w_pos - cum_pos[pos_before[left]]
-        above_all = above_pos + (w_neg - neg_below)
+        above_pos = w_pos - (cum_pos[:-1] if index.pos_left is None else cum_pos[index.pos_left])
+        above_all = above_pos + (w_neg - neg_lower)
         # a positive drawn 0 times may have nothing at or above it: 0 / tiny = 0, weighed 0
-        precision = above_pos / np.maximum(above_all, 1e-300)
-        ap = np.einsum("ij,ij->j", wq, precision) / w_pos
+        tiny = np.finfo(above_all.dtype).tiny
+        ap = np.einsum("ij,ij->j", wq, above_pos / np.maximum(above_all, tiny)) / w_pos
     return auc, ap
+
+
+class Scorer:
+    """One run's predictions on a test split, prepared once (sorts, cell order) so that each
+    chunk of resamples costs only passes over the weights."""
+
+    def __init__(
+        self, truth: np.ndarray, probs: np.ndarray, predicted: np.ndarray, classes: np.ndarray
+    ):
+        truth = np.asarray(truth, dtype=int)
+        probs = np.asarray(probs, dtype=float)
+        self.k = probs.shape[1]
+        cell = truth * self.k + np.asarray(predicted, dtype=int)
+        self.cell_order = np.argsort(cell, kind="stable")
+        self.cells, self.cell_starts = np.unique(cell[self.cell_order], return_index=True)
+        self.ranked = len(classes) >= 2
+        if self.k == 2:
+            problems = [(truth == 1, probs[:, 1])]
+        else:
+            problems = [(truth == c, probs[:, c]) for c in classes]
+        self.indexes = [rank_index(p, s) for p, s in problems] if self.ranked else []
+
+    def __call__(self, weights_t: np.ndarray, metrics: tuple[str, ...] = METRICS):
+        """Each of `metrics` per column of weights_t (n, R)."""
+        k, r = self.k, weights_t.shape[1]
+        # confusion counts: the weights summed per (true, predicted) cell; no BLAS call, whose
+        # threads only contend on a busy machine
+        confusion = np.zeros((k * k, r))
+        confusion[self.cells] = np.add.reduceat(
+            weights_t[self.cell_order], self.cell_starts, axis=0
+        )
+        out = confusion_metrics(confusion.T.reshape(r, k, k))
+        with_ap = "auprc" in metrics
+        if not {"auroc", "auprc"} & set(metrics):
+            pass
+        elif not self.ranked:
+            out["auroc"] = out["auprc"] = np.full(r, np.nan)
+        else:
+            values = [rank_metrics(index, weights_t, with_ap) for index in self.indexes]
+            out["auroc"] = np.mean([a for a, _ in values], axis=0)
+            out["auprc"] = np.mean([p for _, p in values], axis=0) if with_ap else None
+        return {m: out[m] for m in metrics}
 
 
 def weighted_metrics_t(
@@ -166,30 +230,8 @@ def weighted_metrics_t(
     classes: np.ndarray,
     metrics: tuple[str, ...] = METRICS,
 ) -> dict[str, np.ndarray]:
-    """weighted_metrics with the weights as (n examples, R resamples), the layout the
-    bootstrap builds once per chunk and every run reuses; only `metrics` are computed."""
-    k = probs.shape[1]
-    r = weights_t.shape[1]
-    # confusion counts: the weights summed per (true, predicted) cell; no BLAS call, whose
-    # threads only contend on a busy machine
-    cell = truth * k + predicted
-    order = np.argsort(cell, kind="stable")
-    cells, starts = np.unique(cell[order], return_index=True)
-    confusion = np.zeros((k * k, r))
-    confusion[cells] = np.add.reduceat(weights_t[order], starts, axis=0)
-    out = confusion_metrics(confusion.T.reshape(r, k, k))
-    with_ap = "auprc" in metrics
-    if not {"auroc", "auprc"} & set(metrics):
-        pass
-    elif len(classes) < 2:
-        out["auroc"] = out["auprc"] = np.full(r, np.nan)
-    elif k == 2:
-        out["auroc"], out["auprc"] = rank_metrics(truth == 1, probs[:, 1], weights_t, with_ap)
-    else:
-        pairs = [rank_metrics(truth == c, probs[:, c], weights_t, with_ap) for c in classes]
-        out["auroc"] = np.mean([a for a, _ in pairs], axis=0)
-        out["auprc"] = np.mean([p for _, p in pairs], axis=0) if with_ap else None
-    return {m: out[m] for m in metrics}
+    """weighted_metrics with the weights as (n examples, R resamples)."""
+    return Scorer(truth, probs, predicted, classes)(weights_t, metrics)
 
 
 def weighted_metrics(
@@ -232,9 +274,12 @@ def unit_strata(truth: np.ndarray, units: np.ndarray, n_units: int) -> np.ndarra
 
 
 def resample_counts(strata: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
-    """(units, rows) counts of `rows` bootstrap resamples of the units, drawn within strata."""
+    """(units, rows) counts of `rows` bootstrap resamples of the units, drawn within strata.
+
+    float32: counts and their sums are exact in it up to 16 million, and every pass over the
+    weights then moves half the bytes."""
     n_units = len(strata)
-    counts = np.zeros((n_units, rows))
+    counts = np.zeros((n_units, rows), dtype=np.float32)
     for stratum in np.unique(strata):
         members = np.flatnonzero(strata == stratum)
         draws = members[rng.integers(0, len(members), size=(rows, len(members)))]
@@ -380,33 +425,10 @@ def _auroc_coefficients(positive: np.ndarray, a: np.ndarray, b: np.ndarray) -> n
     return c / (2 * m * n)
 
 
-def _mixed_ap(positive, a, b, take_b):
-    """Average precision of the score vectors where(take_b, b, a), one per row of take_b."""
-    positive = np.asarray(positive, dtype=bool)
-    take_b = np.atleast_2d(take_b)
-    rows = len(take_b)
-    parts = {}
-    for name, values, weight in (("a", a, 1.0 - take_b), ("b", b, take_b.astype(float))):
-        order = np.argsort(values, kind="stable")
-        ranked = values[order]
-        ws = weight[:, order]
-        zero = np.zeros((rows, 1))
-        cum_pos = np.concatenate([zero, np.cumsum(ws * positive[order], axis=1)], axis=1)
-        cum_all = np.concatenate([zero, np.cumsum(ws, axis=1)], axis=1)
-        parts[name] = (ranked, cum_pos, cum_all)
-    tp = {}
-    alls = {}
-    for query_name, query in (("a", a[positive]), ("b", b[positive])):
-        tp[query_name] = np.zeros((rows, len(query)))
-        alls[query_name] = np.zeros((rows, len(query)))
-        for ranked, cum_pos, cum_all in parts.values():
-            left = np.searchsorted(ranked, query, side="left")
-            tp[query_name] += cum_pos[:, -1:] - cum_pos[:, left]
-            alls[query_name] += cum_all[:, -1:] - cum_all[:, left]
-    chosen_b = take_b[:, positive]
-    with np.errstate(invalid="ignore", divide="ignore"):  # the branch not taken may be 0 / 0
-        precision = np.where(chosen_b, tp["b"] / alls["b"], tp["a"] / alls["a"])
-    return precision.mean(axis=1)
+# the metrics a swap pattern changes cheaply: AUROC by one dot product (it is linear in the
+# swap signs), the others by an update of the confusion counts. AUPRC would need a sort per
+# pattern and pair, several times the whole bootstrap; its interval answers for it.
+PERMUTED = ("accuracy", "mcc", "f1", "auroc")
 
 
 def permutation_test(
@@ -417,9 +439,10 @@ def permutation_test(
     permutations: int,
     rng: np.random.Generator,
     classes: np.ndarray | None = None,
-    metrics: tuple[str, ...] = METRICS,
+    metrics: tuple[str, ...] = PERMUTED,
 ) -> dict[str, float]:
-    """Two-sided p per metric of "a and b are exchangeable on each unit" for paired runs.
+    """Two-sided p per metric of "a and b are exchangeable on each unit" for paired runs
+    (NaN for a metric outside PERMUTED).
 
     `pairs` holds ((probs_a, predicted_a), (probs_b, predicted_b)) per seed pair; the statistic
     is the mean over pairs of metric(a) - metric(b). One swap pattern over units (examples, or
@@ -427,7 +450,7 @@ def permutation_test(
     most `permutations` (an exact test), else `permutations` random ones are drawn and
     p = (1 + hits) / (1 + permutations).
     """
-    truth = np.asarray(truth)
+    truth = np.asarray(truth, dtype=int)
     units = np.asarray(units)
     exact = n_units <= 30 and 2**n_units <= permutations
     if exact:
@@ -436,58 +459,46 @@ def permutation_test(
     else:
         swap_units = rng.random((permutations, n_units)) < 0.5
     classes = np.unique(truth) if classes is None else np.asarray(classes)
+    wanted = tuple(m for m in metrics if m in PERMUTED)
     k = pairs[0][0][0].shape[1]
     n = len(truth)
-    observed = dict.fromkeys(metrics, 0.0)
-    null = {m: np.zeros(len(swap_units)) for m in metrics}
-    ranked = len(classes) >= 2 and bool({"auroc", "auprc"} & set(metrics))
+    observed = dict.fromkeys(wanted, 0.0)
+    null = {m: np.zeros(len(swap_units)) for m in wanted}
+    ranked = len(classes) >= 2 and "auroc" in wanted
     problems = [(truth == 1, 1)] if k == 2 else [(truth == c, c) for c in classes]
     ones = np.ones((n, 1))
     for (probs_a, pred_a), (probs_b, pred_b) in pairs:
-        obs_a = weighted_metrics_t(truth, probs_a, pred_a, ones, classes, metrics)
-        obs_b = weighted_metrics_t(truth, probs_b, pred_b, ones, classes, metrics)
-        for metric in metrics:
+        obs_a = Scorer(truth, probs_a, pred_a, classes)(ones, wanted)
+        obs_b = Scorer(truth, probs_b, pred_b, classes)(ones, wanted)
+        for metric in wanted:
             observed[metric] += (obs_a[metric][0] - obs_b[metric][0]) / len(pairs)
         # confusion counts of the swapped predictors: base counts plus what swapped units move
-        onehot_a = np.zeros((n, k * k))
-        onehot_a[np.arange(n), truth * k + pred_a] = 1
-        onehot_b = np.zeros((n, k * k))
-        onehot_b[np.arange(n), truth * k + pred_b] = 1
+        cell_a = truth * k + np.asarray(pred_a)
+        cell_b = truth * k + np.asarray(pred_b)
         moved = np.zeros((n_units, k * k))
-        np.add.at(moved, units, onehot_b - onehot_a)
-        conf_a = onehot_a.sum(axis=0)
-        conf_b = onehot_b.sum(axis=0)
-        if ranked:  # AUROC is linear in the swap signs: one coefficient per unit
+        np.add.at(moved, (units, cell_b), 1.0)
+        np.add.at(moved, (units, cell_a), -1.0)
+        conf_a = np.bincount(cell_a, minlength=k * k).astype(float)
+        conf_b = np.bincount(cell_b, minlength=k * k).astype(float)
+        if ranked:  # one coefficient per unit
             coef = np.zeros(n)
             for positive, col in problems:
                 coef += _auroc_coefficients(positive, probs_a[:, col], probs_b[:, col])
             per_unit = np.bincount(units, weights=coef / len(problems), minlength=n_units)
-        for sl in chunks(len(swap_units), n * 4):
-            swap = swap_units[sl]
-            z = swap.astype(float)
+        for sl in chunks(len(swap_units), n_units):
+            z = swap_units[sl].astype(float)
             moved_rows = z @ moved
             ca = confusion_metrics((conf_a + moved_rows).reshape(-1, k, k))
             cb = confusion_metrics((conf_b - moved_rows).reshape(-1, k, k))
-            for metric in set(metrics) & {"accuracy", "mcc", "f1"}:
+            for metric in set(wanted) & {"accuracy", "mcc", "f1"}:
                 null[metric][sl] += (ca[metric] - cb[metric]) / len(pairs)
-            if not ranked:
-                continue
-            if "auroc" in metrics:
-                null["auroc"][sl] += ((1 - 2 * z) @ per_unit) / len(pairs)
-            if "auprc" in metrics:  # AP is not linear: scored on the mixed score vectors
-                take_b = swap[:, units]
-                ap = np.zeros(len(z))
-                for positive, col in problems:
-                    ap += _mixed_ap(positive, probs_a[:, col], probs_b[:, col], take_b)
-                    ap -= _mixed_ap(positive, probs_b[:, col], probs_a[:, col], take_b)
-                null["auprc"][sl] += ap / len(problems) / len(pairs)
-    out = {}
-    for metric in metrics:
-        values = null[metric]
-        if np.isnan(observed[metric]) or (metric in ("auroc", "auprc") and not ranked):
-            out[metric] = math.nan
+            if "auroc" in wanted:
+                null["auroc"][sl] += ((1 - 2 * z) @ per_unit) / len(pairs) if ranked else np.nan
+    out = dict.fromkeys(metrics, math.nan)
+    for metric in wanted:
+        if np.isnan(observed[metric]) or np.isnan(null[metric]).any():
             continue
         tolerance = 1e-12 * max(1.0, abs(observed[metric]))
-        hits = int((np.abs(values) >= abs(observed[metric]) - tolerance).sum())
-        out[metric] = hits / len(values) if exact else (1 + hits) / (1 + len(values))
+        hits = int((np.abs(null[metric]) >= abs(observed[metric]) - tolerance).sum())
+        out[metric] = hits / len(swap_units) if exact else (1 + hits) / (1 + len(swap_units))
     return out
