@@ -297,7 +297,11 @@ def test_zero_variance_gives_nan_and_says_why(tmp_path):
     assert math.isnan(effect.loc["auroc", "delong_p"])
     assert "DeLong undefined" in effect.loc["auroc", "note"]
     verdict = answer(study).iloc[0]["verdict"]
-    assert "cannot be compared with scratch hyena-micro" in verdict
+    assert verdict == (
+        "pretrained hyena-micro cannot be compared with scratch hyena-micro (interval "
+        "undefined: no spread under resampling of seeds and test units)."
+    )
+    assert answer(study).iloc[0]["note"] == "no baseline run for this task"
 
 
 def test_runs_of_one_task_must_share_the_test_split(tmp_path):

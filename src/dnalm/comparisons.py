@@ -583,11 +583,14 @@ def _p_text(p: float) -> str:
     return "Holm p < 0.001" if p < 0.001 else f"Holm p = {p:.3f}"
 
 
-def clause(other: str, difference: float, low: float, high: float, holm_p: float) -> str:
+def clause(
+    other: str, difference: float, low: float, high: float, holm_p: float, note: str = ""
+) -> str:
     """One comparison in words, its numbers in brackets."""
     result = outcome(low, high, holm_p)
     if result == "undetermined":
-        return f"cannot be compared with {other} (no interval: see the note)"
+        why = next((n for n in note.split("; ") if n.startswith("interval undefined")), "")
+        return f"cannot be compared with {other} ({why or 'interval undefined'})"
     numbers = f"95% CI {low:+.3f} to {high:+.3f}, {_p_text(holm_p)}"
     if result == "better":
         return f"beats {other} by {difference:+.3f} AUROC ({numbers})"
@@ -604,7 +607,9 @@ def sentence(subject: str, parts: list[tuple[str, dict]]) -> str:
         result = outcome(c["ci95_low"], c["ci95_high"], c["holm_p"])
         if previous is not None:
             text += " and " if result == previous else " but "
-        text += clause(other, c["difference"], c["ci95_low"], c["ci95_high"], c["holm_p"])
+        text += clause(
+            other, c["difference"], c["ci95_low"], c["ci95_high"], c["holm_p"], c.get("note", "")
+        )
         previous = result
     return text + "."
 
@@ -643,7 +648,10 @@ def answer(study: Study) -> pd.DataFrame:
                         comparisons.append((len(rows), name, c))
                     else:
                         row[f"{name}_outcome"] = "undetermined"
-        row["note"] = study.splits[task].note
+        notes = [study.splits[task].note] if study.splits[task].note else []
+        if "baseline" not in chosen:
+            notes.append("no baseline run for this task")
+        row["note"] = "; ".join(notes)
         row["_chosen"] = chosen
         rows.append(row)
     if comparisons:
