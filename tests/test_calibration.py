@@ -105,26 +105,26 @@ def grouped() -> tuple[int, int]:
 
 
 def test_same_distribution_interval_covers_zero():
-    assert same_distribution() >= 90
+    assert same_distribution() >= 90  # 97 when written
 
 
 def test_seed_dominated_null_keeps_coverage_where_a_three_seed_bootstrap_does_not():
     """The t draw at the seed level keeps the interval honest; the old one did not."""
     ours, old = seed_dominated()
-    assert ours >= 90, ours
-    assert old <= 85, old
+    assert ours >= 90, ours  # 97 when written
+    assert old <= 85, old  # 81
 
 
 def test_true_effect_of_005_auroc_is_detected():
     excluded, delong, covered = true_effect()
-    assert excluded >= 80, excluded
-    assert delong >= 80, delong
-    assert covered >= 90, covered
+    assert excluded >= 80, excluded  # 100 when written
+    assert delong >= 80, delong  # 100
+    assert covered >= 90, covered  # 97
 
 
 def test_groups_must_be_resampled_when_examples_are_correlated_within_them():
     """Resampling 1,000 examples treats correlated examples as independent and under-covers;
     resampling the 60 groups does not."""
     by_example, by_group = grouped()
-    assert by_group >= 90, by_group
-    assert by_example <= 80, by_example
+    assert by_group >= 90, by_group  # 94 when written
+    assert by_example <= 80, by_example  # 42
