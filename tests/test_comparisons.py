@@ -264,6 +264,15 @@ def test_verdict_sentence():
         "Holm p = 0.004) but does not differ detectably from baseline kmer_lr (-0.012 AUROC, "
         "95% CI -0.030 to +0.006, Holm p = 0.410)."
     )
+    seeds = {"difference": 0.017, "ci95_low": -0.082, "ci95_high": 0.105, "holm_p": 0.005}
+    assert sentence("pretrained h", [("scratch h", seeds)]) == (
+        "pretrained h does not differ detectably from scratch h (+0.017 AUROC, 95% CI -0.082 to "
+        "+0.105, Holm p = 0.005: these runs differ on the test set, but seeds vary more than that)."
+    )
+    many = {"difference": 0.03, "ci95_low": 0.01, "ci95_high": 0.05, "holm_p": 0.2}
+    assert sentence("pretrained h", [("scratch h", many)]).endswith(
+        "Holm p = 0.200: not after the correction for multiple comparisons)."
+    )
     text = sentence(
         "published x", [("scratch y", beat), ("pretrained z", beat), ("baseline b", below)]
     )
@@ -354,3 +363,19 @@ def test_metric_vs_size_draws_baselines_as_labelled_lines(study):
     )
     assert "kmer_lr" in [t.get_text() for t in ax.texts]
     plt.close(fig)
+
+
+def test_answer_page_shows_each_verdict_and_best_model(study):
+    from dnalm.summary import answer_html
+
+    table = answer(study)
+    table.loc[0, "note"] = "only 2 test groups <few>"
+    page = answer_html(table)
+    row = table.iloc[0]
+    assert page.count("<tr>") == 1 + 2 * len(table)
+    for kind in ("baseline", "scratch", "pretrained", "published"):
+        assert f"<th>best {kind}</th>" in page
+    assert f"AUROC {row['pretrained_auroc']:.3f}" in page
+    assert f"95% CI {row['baseline_ci95_low']:.3f} to {row['baseline_ci95_high']:.3f}" in page
+    assert row["verdict"].split(" (")[0] in page
+    assert "only 2 test groups &lt;few&gt;" in page  # escaped

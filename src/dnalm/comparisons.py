@@ -596,6 +596,11 @@ def clause(
         return f"beats {other} by {difference:+.3f} AUROC ({numbers})"
     if result == "worse":
         return f"is below {other} by {difference:+.3f} AUROC ({numbers})"
+    # the two criteria disagree: say which one fell short
+    if low > 0 or high < 0:
+        numbers += ": not after the correction for multiple comparisons"
+    elif holm_p < ALPHA:
+        numbers += ": these runs differ on the test set, but seeds vary more than that"
     return f"does not differ detectably from {other} ({difference:+.3f} AUROC, {numbers})"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dnalm.files import atomic_path, write_tsv
+from dnalm.files import atomic_path, write_text, write_tsv
 from dnalm.metrics import METRICS  # noqa: E402
 
 RUN_COLUMNS = [
@@ -480,3 +481,44 @@ def _save(fig, path: str | Path) -> None:
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     """A TSV through a temporary file, so that a failure leaves no partial table."""
     write_tsv(path, table, float_format="%.6g")
+
+
+ANSWER_ROLES = ("baseline", "scratch", "pretrained", "published")
+
+
+def answer_html(answer: pd.DataFrame) -> str:
+    """answer.tsv as a page the report shows inline (it only offers a TSV for download): per
+    task the verdict, then the best model of each kind with its test AUROC and interval."""
+    roles = [r for r in ANSWER_ROLES if f"{r}_model" in answer.columns]
+    head = "".join(f"<th>best {r}</th>" for r in roles)
+    body = []
+    for row in answer.to_dict("records"):
+        cells = []
+        for r in roles:
+            model = row[f"{r}_model"]
+            if not isinstance(model, str) or not model:
+                cells.append("<td>-</td>")
+                continue
+            value, lo, hi = row[f"{r}_auroc"], row[f"{r}_ci95_low"], row[f"{r}_ci95_high"]
+            ci = "" if np.isnan(lo) else f"<br><small>95% CI {lo:.3f} to {hi:.3f}</small>"
+            cells.append(f"<td>{html.escape(model)}<br>AUROC {value:.3f}{ci}</td>")
+        note = row.get("note")
+        note = f"<p class=note>{html.escape(note)}</p>" if isinstance(note, str) and note else ""
+        body.append(
+            f"<tr><th>{html.escape(row['task'])}</th>{''.join(cells)}</tr>"
+            f"<tr><td colspan={len(roles) + 1}><b>{html.escape(row['verdict'])}</b>{note}</td></tr>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:6px 10px;text-align:left;vertical-align:top}"
+        ".note{color:#666;font-size:90%;margin:4px 0 0}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset=utf-8><style>{style}</style></head><body>"
+        f"<h2>Does pretraining pay off?</h2><table><tr><th>task</th>{head}</tr>"
+        f"{''.join(body)}</table></body></html>\n"
+    )
+
+
+def write_answer_html(answer: pd.DataFrame, path: str | Path) -> None:
+    write_text(path, answer_html(answer))

@@ -13,14 +13,20 @@ rule aggregate:
         pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
-        answer=report(
-            "results/summary/answer.tsv",
+        answer_page=report(
+            "results/summary/answer.html",
             caption="../report/answer.rst",
             category="3. Results",
             labels={
                 "kind": "answer",
-                "shows": "per task: the best of each kind, the verdict",
+                "shows": "at a glance: the verdict and the best of each kind, per task",
             },
+        ),
+        answer=report(
+            "results/summary/answer.tsv",
+            caption="../report/answer_table.rst",
+            category="3. Results",
+            labels={"kind": "answer", "shows": "the verdict's numbers, as a table"},
         ),
         metrics=report(
             SUMMARY["metrics"],

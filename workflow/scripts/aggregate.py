@@ -16,6 +16,7 @@ from dnalm.summary import (
     plot_metric_vs_size,
     plot_pretrain_curves,
     plot_roc_pr,
+    write_answer_html,
     write_table,
 )
 
@@ -44,6 +45,7 @@ with job_log(snakemake.log[0]) as log:
         settings.permutations,
     )
     write_table(verdicts, out.answer)
+    write_answer_html(verdicts, out.answer_page)
     write_table(effect, out.effect)
     write_table(versus, out.vs_baseline)
     plot_metric_vs_size(runs, out.size_figure)
