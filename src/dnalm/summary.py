@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dnalm.files import atomic_path, write_tsv
+from dnalm.files import atomic_path, write_text, write_tsv
 from dnalm.metrics import METRICS  # noqa: E402
 
 RUN_COLUMNS = [
@@ -27,54 +28,87 @@ RUN_COLUMNS = [
     "seed",
     *METRICS,
     "val_loss",
+    "val_auroc",
+    "val_accuracy",
     "best_step",
     "seconds",
     "run_dir",
 ]
-INIT_COLOR = {"pretrained": "tab:blue", "scratch": "tab:orange"}
+INIT_COLOR = {"pretrained": "tab:blue", "scratch": "tab:orange", "published": "tab:green"}
 ARCH_MARKER = {"hyena": "o", "gpt": "s"}
-# pretrained and scratch of one model side by side on the log axis, so error bars never overlap
-DODGE = {"pretrained": 0.96, "scratch": 1.04}
+# the inits of one model side by side on the log axis, so error bars never overlap
+DODGE = {"pretrained": 0.96, "scratch": 1.04, "published": 1.08}
+BASELINE = "baseline"
+BASELINE_STYLES = ("--", "-.", ":")
 
 
 def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per fine-tuning/scratch run from its metrics.json."""
+    """One row per run from its metrics.json: fine-tuning runs (results/finetune/...) and
+    baselines (results/baselines/..., init "baseline") alike. The list is the rule's input,
+    never a glob, so a missing run fails the job instead of shrinking the table."""
     rows = []
+    seen: dict[tuple, str] = {}
     for path in paths:
         m = json.loads(Path(path).read_text())
+        key = tuple(m[k] for k in ("task", "model", "init", "seed"))
+        if key in seen:
+            raise ValueError(f"{path}: the same run (task, model, init, seed) {key} as {seen[key]}")
+        seen[key] = str(path)
+        val = m.get("val", {})
         rows.append(
             {
                 **{k: m[k] for k in ("task", "model", "arch", "size", "params", "init", "seed")},
                 **{k: m["test"][k] for k in METRICS},
-                "val_loss": m["val"].get("loss"),
-                "best_step": m["best_step"],
-                "seconds": m["seconds"],
+                "val_loss": val.get("loss"),
+                "val_auroc": val.get("auroc"),
+                "val_accuracy": val.get("accuracy"),
+                "best_step": m.get("best_step"),
+                "seconds": m.get("seconds"),
                 "run_dir": str(Path(path).parent),
             }
         )
     runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for col in ("val_loss", "val_auroc", "val_accuracy", "seconds"):
+        runs[col] = runs[col].astype(float)
     return runs.sort_values(["task", "params", "model", "init", "seed"]).reset_index(drop=True)
 
 
+def _inits(runs: pd.DataFrame) -> list[str]:
+    """The inits of fine-tuned models present, in a fixed order (the baselines are apart)."""
+    present = [i for i in runs["init"].unique() if i != BASELINE]
+    known = [i for i in INIT_COLOR if i in present]
+    return known + sorted(set(present) - set(known))
+
+
 def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", "mcc")) -> None:
-    """Test metric against parameter count, pretrained vs scratch, mean +- sd over seeds."""
+    """Write metric_vs_size_figure to `path`."""
+    _save(metric_vs_size_figure(runs, metrics), path)
+
+
+def metric_vs_size_figure(runs: pd.DataFrame, metrics=("auroc", "mcc")):
+    """Test metric against parameter count per init, mean +- sd over seeds, with each
+    baseline as a labelled horizontal line: the score a model has to beat to be worth it."""
     tasks = sorted(runs["task"].unique())
     fig, axes = plt.subplots(
         len(metrics), len(tasks), figsize=(6 * len(tasks), 3.8 * len(metrics)), squeeze=False
     )
+    inits = _inits(runs)
     for col, task in enumerate(tasks):
-        sub = runs[runs["task"] == task]
+        sub = runs[(runs["task"] == task) & (runs["init"] != BASELINE)]
+        baselines = runs[(runs["task"] == task) & (runs["init"] == BASELINE)]
         for row, metric in enumerate(metrics):
             ax = axes[row][col]
-            for init, color in INIT_COLOR.items():
+            for init in inits:
+                color = INIT_COLOR.get(init, "tab:gray")
                 for arch in sorted(sub["arch"].unique()):
                     part = sub[(sub["init"] == init) & (sub["arch"] == arch)]
                     if part.empty:
                         continue
                     g = part.groupby(["params", "model"])[metric].agg(["mean", "std"])
                     g = g.reset_index()
+                    x = g["params"] * DODGE.get(init, 1.0)
                     ax.errorbar(
-                        g["params"] * DODGE[init],
+                        x,
                         g["mean"],
                         yerr=g["std"].fillna(0),
                         color=color,
@@ -83,18 +117,38 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
                         capsize=3,
                         label=f"{arch}, {init}",
                     )
-                    if init == "pretrained":
-                        for _, r in g.iterrows():
+                    if init == inits[0]:
+                        for xi, r in zip(x, g.itertuples(), strict=True):
                             ax.annotate(
-                                r["model"],
-                                (r["params"] * DODGE[init], r["mean"]),
+                                r.model,
+                                (xi, r.mean),
                                 fontsize=7,
                                 xytext=(-7, 4),
                                 textcoords="offset points",
                                 ha="right",
                             )
+            lo, hi = sub["params"].min() / 2, sub["params"].max() * 2
             ax.set_xscale("log")
-            ax.set_xlim(sub["params"].min() / 2, sub["params"].max() * 2)
+            ax.set_xlim(lo, hi)
+            means = baselines.groupby("model")[metric].mean().sort_values(ascending=False)
+            for i, (name, value) in enumerate(means.items()):
+                style = BASELINE_STYLES[i % len(BASELINE_STYLES)]
+                ax.axhline(
+                    value,
+                    color="dimgray",
+                    linestyle=style,
+                    linewidth=1.2,
+                    label=f"baseline {name}: {value:.3f}",
+                )
+                ax.annotate(
+                    name,
+                    (hi, value),
+                    xytext=(-3, 3),
+                    textcoords="offset points",
+                    ha="right",
+                    fontsize=7,
+                    color="dimgray",
+                )
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _human(x)))
             ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -106,7 +160,7 @@ def plot_metric_vs_size(runs: pd.DataFrame, path: str | Path, metrics=("auroc", 
             )
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    _save(fig, path)
+    return fig
 
 
 def _human(n: float) -> str:
@@ -118,11 +172,11 @@ def _human(n: float) -> str:
 def plot_effect(
     effect: pd.DataFrame, path: str | Path, metrics=("auroc", "mcc", "accuracy")
 ) -> None:
-    """Paired pretrained-minus-scratch difference with its 95% interval, per task and model."""
+    """Each paired difference of inits (a - b) with its 95% interval, per task and model."""
     sub = effect[effect["metric"].isin(metrics)].copy()
-    sub["row"] = sub["task"] + " / " + sub["model"]
+    sub["row"] = sub["task"] + " / " + sub["model"] + "  " + sub["a"] + " - " + sub["b"]
     rows = list(dict.fromkeys(sub["row"]))
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(rows) * len(metrics)))
+    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.45 * max(1, len(rows) * len(metrics))))
     y = 0
     ticks, labels = [], []
     for r in rows:
@@ -133,7 +187,8 @@ def plot_effect(
             e = e.iloc[0]
             lo, hi = e["ci95_low"], e["ci95_high"]
             xerr = None if np.isnan(lo) else [[e["difference"] - lo], [hi - e["difference"]]]
-            ax.errorbar(e["difference"], y, xerr=xerr, fmt="o", capsize=3, color="tab:blue")
+            color = INIT_COLOR.get(e["a"], "tab:gray")
+            ax.errorbar(e["difference"], y, xerr=xerr, fmt="o", capsize=3, color=color)
             ticks.append(y)
             labels.append(f"{r}  {metric.upper()} (n={int(e['n_pairs'])})")
             y += 1
@@ -141,7 +196,8 @@ def plot_effect(
     ax.set_yticks(ticks, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(
-        "pretrained minus scratch, test split\n(mean of seed-paired differences, 95% t-interval)"
+        "a minus b on the test split (mean of seed-paired differences;\n"
+        "95% interval over seeds and test examples or groups)"
     )
     ax.set_title("Does pretraining pay off?")
     ax.grid(axis="x", alpha=0.3)
@@ -181,12 +237,13 @@ def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> 
 
 
 def plot_finetune_curves(runs: pd.DataFrame, path: str | Path) -> None:
-    """Validation loss during training for every run, pretrained vs scratch, per task/model."""
+    """Validation loss during training for every fine-tuning run, per init, task and model
+    (baselines have no training curve)."""
     frames = [
         pd.read_csv(Path(r.run_dir) / "curve.tsv", sep="\t").assign(
             task=r.task, model=r.model, init=r.init, seed=r.seed
         )
-        for r in runs.itertuples()
+        for r in runs[runs["init"] != BASELINE].itertuples()
     ]
     data = pd.concat(frames)
     panels = sorted(data.groupby(["task", "model"]).groups)
@@ -194,7 +251,7 @@ def plot_finetune_curves(runs: pd.DataFrame, path: str | Path) -> None:
     for ax, (task, model) in zip(axes[0], panels, strict=True):
         sub = data[(data["task"] == task) & (data["model"] == model)]
         for (init, seed), run in sub.groupby(["init", "seed"]):
-            color = INIT_COLOR[init]
+            color = INIT_COLOR.get(init, "tab:gray")
             ax.plot(
                 run["step"],
                 run["val_loss"],
@@ -213,7 +270,9 @@ def plot_finetune_curves(runs: pd.DataFrame, path: str | Path) -> None:
 def best_models(runs: pd.DataFrame) -> dict[str, str]:
     """Per task, the model whose better init has the lowest mean validation loss over seeds.
 
-    Chosen on validation only, never on test, so the curves shown are not a test-set pick."""
+    Chosen on validation only, never on test, so the curves shown are not a test-set pick.
+    Baselines are not candidates."""
+    runs = runs[runs["init"] != BASELINE]
     if runs["val_loss"].isna().any():
         bad = runs.loc[runs["val_loss"].isna(), "run_dir"].tolist()
         raise ValueError(f"runs without a validation loss, cannot pick a best model: {bad}")
@@ -253,7 +312,8 @@ def roc_pr_figure(runs: pd.DataFrame):
         sub = runs[(runs["task"] == task) & (runs["model"] == model)]
         roc_ax, pr_ax = axes[row]
         prevalence = []
-        for init, color in INIT_COLOR.items():
+        for init in _inits(sub):
+            color = INIT_COLOR.get(init, "tab:gray")
             part = sub[sub["init"] == init].sort_values("seed")
             for i, r in enumerate(part.itertuples()):
                 truth, score, positive = _positive_scores(Path(r.run_dir) / "predictions.tsv")
@@ -418,3 +478,44 @@ def _save(fig, path: str | Path) -> None:
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     """A TSV through a temporary file, so that a failure leaves no partial table."""
     write_tsv(path, table, float_format="%.6g")
+
+
+ANSWER_ROLES = ("baseline", "scratch", "pretrained", "published")
+
+
+def answer_html(answer: pd.DataFrame) -> str:
+    """answer.tsv as a page the report shows inline (it only offers a TSV for download): per
+    task the verdict, then the best model of each kind with its test AUROC and interval."""
+    roles = [r for r in ANSWER_ROLES if f"{r}_model" in answer.columns]
+    head = "".join(f"<th>best {r}</th>" for r in roles)
+    body = []
+    for row in answer.to_dict("records"):
+        cells = []
+        for r in roles:
+            model = row[f"{r}_model"]
+            if not isinstance(model, str) or not model:
+                cells.append("<td>-</td>")
+                continue
+            value, lo, hi = row[f"{r}_auroc"], row[f"{r}_ci95_low"], row[f"{r}_ci95_high"]
+            ci = "" if np.isnan(lo) else f"<br><small>95% CI {lo:.3f} to {hi:.3f}</small>"
+            cells.append(f"<td>{html.escape(model)}<br>AUROC {value:.3f}{ci}</td>")
+        note = row.get("note")
+        note = f"<p class=note>{html.escape(note)}</p>" if isinstance(note, str) and note else ""
+        body.append(
+            f"<tr><th>{html.escape(row['task'])}</th>{''.join(cells)}</tr>"
+            f"<tr><td colspan={len(roles) + 1}><b>{html.escape(row['verdict'])}</b>{note}</td></tr>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:6px 10px;text-align:left;vertical-align:top}"
+        ".note{color:#666;font-size:90%;margin:4px 0 0}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset=utf-8><style>{style}</style></head><body>"
+        f"<h2>Does pretraining pay off?</h2><table><tr><th>task</th>{head}</tr>"
+        f"{''.join(body)}</table></body></html>\n"
+    )
+
+
+def write_answer_html(answer: pd.DataFrame, path: str | Path) -> None:
+    write_text(path, answer_html(answer))

@@ -5,8 +5,11 @@
 
 # what aggregate and provenance write; the default target asks for all of it (all_outputs)
 SUMMARY = {
+    "answer_page": "results/summary/answer.html",
+    "answer": "results/summary/answer.tsv",
     "metrics": "results/summary/metrics.tsv",
     "effect": "results/summary/pretrain_effect.tsv",
+    "vs_baseline": "results/summary/vs_baseline.tsv",
     "size_figure": "results/summary/figures/metric_vs_size.png",
     "effect_figure": "results/summary/figures/pretrain_effect.png",
     "pretrain_figure": "results/summary/figures/pretrain_loss.png",
@@ -21,36 +24,63 @@ SUMMARY = {
 }
 
 
+# Results items carry the same two labels, so the report lists them by kind: the answer first
 rule aggregate:
     input:
+        # fine-tuning runs; may also hold baseline runs (results/baselines/...)
         runs=all_runs(),
+        # metrics.json of the baseline runs: results/baselines/{task}/{baseline}/seed{N}/
         baselines=all_baselines(),
         pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
+        answer_page=report(
+            SUMMARY["answer_page"],
+            caption="../report/answer.rst",
+            category="3. Results",
+            labels={
+                "kind": "answer",
+                "shows": "at a glance: the verdict and the best of each kind, per task",
+            },
+        ),
+        answer=report(
+            SUMMARY["answer"],
+            caption="../report/answer_table.rst",
+            category="3. Results",
+            labels={"kind": "answer", "shows": "the verdict's numbers, as a table"},
+        ),
         metrics=report(
             SUMMARY["metrics"],
             caption="../report/metrics.rst",
             category="3. Results",
-            labels={"table": "every run"},
+            labels={"kind": "table", "shows": "every run"},
         ),
         effect=report(
             SUMMARY["effect"],
             caption="../report/pretrain_effect.rst",
             category="3. Results",
-            labels={"table": "pretraining effect"},
+            labels={
+                "kind": "table",
+                "shows": "pretraining effect, every pair of inits",
+            },
+        ),
+        vs_baseline=report(
+            SUMMARY["vs_baseline"],
+            caption="../report/vs_baseline.rst",
+            category="3. Results",
+            labels={"kind": "table", "shows": "each model against the best baseline"},
         ),
         size_figure=report(
             SUMMARY["size_figure"],
             caption="../report/metric_vs_size.rst",
             category="3. Results",
-            labels={"figure": "metric vs model size"},
+            labels={"kind": "figure", "shows": "metric vs model size"},
         ),
         effect_figure=report(
             SUMMARY["effect_figure"],
             caption="../report/pretrain_effect_figure.rst",
             category="3. Results",
-            labels={"figure": "pretrained minus scratch"},
+            labels={"kind": "figure", "shows": "paired differences of inits"},
         ),
         pretrain_figure=report(
             SUMMARY["pretrain_figure"],
@@ -68,13 +98,13 @@ rule aggregate:
             SUMMARY["audit"],
             caption="../report/audit_summary.rst",
             category="3. Results",
-            labels={"table": "near-duplicate audit, every task"},
+            labels={"kind": "table", "shows": "near-duplicate audit, every task"},
         ),
         roc_pr_figure=report(
             SUMMARY["roc_pr_figure"],
             caption="../report/roc_pr.rst",
             category="3. Results",
-            labels={"figure": "ROC and PR curves, best model"},
+            labels={"kind": "figure", "shows": "ROC and PR curves, best model"},
         ),
     log:
         "logs/aggregate/aggregate.log",
@@ -86,6 +116,8 @@ rule aggregate:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        statistics=config["statistics"],
     script:
         "../scripts/aggregate.py"
 
