@@ -435,3 +435,80 @@ def test_loaded_checkpoint_is_unchanged_by_fetching(tmp_path):
     a, b = load_hyenadna(source), load_hyenadna(tmp_path / "dest")
     x = torch.randint(7, 11, (2, 30))
     assert torch.equal(a(x).logits, b(x).logits)
+
+
+# --- Hub ids on the command line -------------------------------------------------------------
+
+
+def test_predict_and_embed_take_a_hub_id(hub, tmp_path):
+    from test_predict import _save_model
+
+    from dnalm.cli import main as cli_main
+
+    classifier = _save_model(tmp_path / "clf", window=40)
+    hub.add("owner/dnalm-clf", files_of(classifier))
+    publish(hub, tmp_path)
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">a\n" + "ACGTTGCA" * 12 + "\n>b\nGGGCCCAATT\n")
+    env = hub_env(hub, tmp_path / "hf")
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "dnalm.cli", *args, "--quiet"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+
+    out = cli("predict", "--model", "owner/dnalm-clf", "--fasta", str(fasta), "--out", "hub.tsv")
+    assert out.returncode == 0, out.stderr
+    assert (
+        cli_main(
+            [
+                "predict",
+                "--model",
+                str(classifier),
+                "--fasta",
+                str(fasta),
+                "--out",
+                str(tmp_path / "local.tsv"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "hub.tsv").read_text() == (tmp_path / "local.tsv").read_text()
+
+    out = cli(
+        "embed", "--model", REPO, "--fasta", str(fasta), "--out", "e.parquet", "--window", "32"
+    )
+    assert out.returncode == 0, out.stderr
+    local = tmp_path / "local.parquet"
+    assert (
+        cli_main(
+            [
+                "embed",
+                "--model",
+                str(tmp_path / "hf-0"),
+                "--fasta",
+                str(fasta),
+                "--out",
+                str(local),
+                "--window",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    hub_vectors = pd.read_parquet(tmp_path / "e.parquet")
+    pd.testing.assert_frame_equal(hub_vectors, pd.read_parquet(local))
+
+    out = cli("predict", "--model", REPO, "--fasta", str(fasta), "--out", "p.tsv")
+    assert out.returncode == 2
+    assert "is not a dnalm classifier (its config.json has model_type 'hyenadna')" in out.stderr
+    out = cli("predict", "--model", "owner/missing", "--fasta", str(fasta), "--out", "p.tsv")
+    assert out.returncode == 2 and "was not found on the Hub" in out.stderr
+    assert "remote code ran" not in out.stderr + out.stdout
