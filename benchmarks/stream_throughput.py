@@ -20,8 +20,10 @@ and prints Mbp/s (genome bases per second), the ratio to the plain read, and pea
 Every genome is first normalised as the acquire step does (`normalise_fasta`), which writes the
 BED of non-ACGT runs (`{genome}.ambiguous.bed.gz`) the windows step reads. That step is not part
 of windows+tokens (it runs once per genome, whatever the windows and tokenizers), but its cost is
-shown in a second table: normalisation with the BED (the default) and without it
-(`ambiguous_bed=False`), each in a fresh subprocess.
+shown in a second table, each variant in a fresh subprocess: with the BED (the default) and
+without it (`ambiguous_bed=False`) on 1 thread, and with the BED on 2 threads at zlib level 6
+(the bytes htslib writes) and level 1. Its ratios are to the plain read, in wall time (threads
+work side by side) and in CPU time (every thread's CPU counted).
 
 Genomes: E. coli K-12 (4.6 Mbp, from ../shared/data), the hg38 chr2 slice (2.3 Mbp, soft-masked,
 10 kb of N), and, without --quick, a generated 1 Gbp genome (4 x 250 Mbp records with soft-masked
@@ -53,7 +55,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "genomes" / "nonviral"
 HG38 = "Hsapiens_hg38_chr2_1-2333275.fa.gz"
 STEPS = ("stream", "read", "windows-read", "windows", "tokens", "write")
-NORMALISE = ("normalise-nobed", "normalise")
+# normalisation: (step, BED, threads, zlib level); level 6 writes htslib's bytes
+NORMALISE = {
+    "normalise-nobed": (False, 1, 6),
+    "normalise": (True, 1, 6),
+    "normalise-2t": (True, 2, 6),
+    "normalise-2t-l1": (True, 2, 1),
+}
 
 
 def _rss_mb() -> float:
@@ -88,8 +96,9 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
     table = work / f"{genome.name}.windows.parquet"
     if step == "tokens":
         encoder = encoder_for(char_tokenizer())
-    if step in NORMALISE:  # `genome` is the source; the result goes to work/ (or work/nobed/)
-        dest = work / ("nobed" if step == "normalise-nobed" else "") / args.dest
+    if step in NORMALISE:  # `genome` is the source
+        dest = work / ("" if step == "normalise" else step) / args.dest  # later steps read
+        dest.parent.mkdir(parents=True, exist_ok=True)  # work/<genome>: level 6, 1 thread
         shard_bytes = 0
     else:
         shard_bytes = sum(
@@ -99,7 +108,8 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
 
     def run() -> None:
         if step in NORMALISE:
-            normalise_fasta(genome, dest, ambiguous_bed=step == "normalise")
+            bed, threads, level = NORMALISE[step]
+            normalise_fasta(genome, dest, ambiguous_bed=bed, threads=threads, compress_level=level)
         elif step == "stream":
             with pysam.BGZFile(str(genome), "rb") as fh:
                 while fh.read(1 << 20):
@@ -232,7 +242,7 @@ def main() -> None:
     parser.add_argument("--tmp", type=Path, default=None, help="where temp files go")
     parser.add_argument("--reps", type=int, default=3, help="minimum runs per measurement")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed seconds")
-    parser.add_argument("--measure", choices=STEPS + NORMALISE, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=STEPS + tuple(NORMALISE), help=argparse.SUPPRESS)
     parser.add_argument("--genome", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--dest", help=argparse.SUPPRESS)
@@ -280,13 +290,13 @@ def main() -> None:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         normalising = [
-            "| genome | normalise | wall s | CPU s | CPU Mbp/s | peak RSS MB | BED runs | "
-            "CPU vs without BED |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| genome | normalise | threads | zlib level | wall s | Mbp/s | vs read | CPU s | "
+            "CPU Mbp/s | CPU vs read | peak RSS MB | BED runs |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for i, (name, source) in enumerate(sources):
             work = tmp / "work"
-            (work / "nobed").mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
             path = work / f"genome{i}.fa.gz"
             big = source.stat().st_size > 1e8  # repeat small genomes for a stable median
             reps, min_seconds = (1, 0.0) if big else (args.reps, args.min_seconds)
@@ -294,20 +304,13 @@ def main() -> None:
                 k: _subprocess(k, source, work, args, reps, min_seconds, dest=path.name)
                 for k in NORMALISE
             }
-            shutil.rmtree(work / "nobed")
+            for step in NORMALISE:
+                if step != "normalise":
+                    shutil.rmtree(work / step)
             if big:
                 source.unlink()  # the generated plain FASTA: only its normalised form is needed
             n = _bases(path)
             runs = _bed_runs(path)
-            without = norm["normalise-nobed"]["cpu_s"]
-            for k, label in (("normalise-nobed", "without BED"), ("normalise", "with BED")):
-                m = norm[k]
-                normalising.append(
-                    f"| {name} | {label} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
-                    f"{n / 1e6 / m['cpu_s']:.1f} | {m['rss_peak_mb']:.0f} | "
-                    f"{runs if k == 'normalise' else ''} | {m['cpu_s'] / without - 1:+.1%} |"
-                )
-            print("\n".join(normalising[-2:]), flush=True)
             m = {step: _subprocess(step, path, work, args, reps, min_seconds) for step in STEPS}
             steps = ("windows", "tokens")
             peak = max(m[k]["rss_peak_mb"] for k in steps)
@@ -318,6 +321,17 @@ def main() -> None:
                 "rss_peak_mb": peak,
                 "rss_start_mb": peak - growth,
             }
+            read = m["read"]
+            for k, (bed, threads, level) in NORMALISE.items():
+                x = norm[k]
+                normalising.append(
+                    f"| {name} | {'with' if bed else 'without'} BED | {threads} | {level} | "
+                    f"{x['wall_s']:.3f} | {n / 1e6 / x['wall_s']:.1f} | "
+                    f"{read['wall_s'] / x['wall_s']:.3f}x | {x['cpu_s']:.3f} | "
+                    f"{n / 1e6 / x['cpu_s']:.1f} | {read['cpu_s'] / x['cpu_s']:.3f}x | "
+                    f"{x['rss_peak_mb']:.0f} | {runs if bed else ''} |"
+                )
+            print("\n".join(normalising[-len(NORMALISE) :]), flush=True)
             order = ("stream", "read", "windows-read", "windows", "tokens", "windows+tokens")
             for step in (*order, "write"):
                 throughput.append(_row(name, n, step, m[step], m["read"], m["stream"]))

@@ -1,10 +1,14 @@
-"""Shared fixtures: the real data folder, small normalised genomes, one thread for torch."""
+"""Shared fixtures: the real data folder, small normalised genomes, one thread for torch, and
+the shipped configs' job graphs, planned once per session."""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,26 @@ def run_snakemake(
         cmd += ["--configfile", str(configfile)]
     cmd += ["--cores", str(cores)]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def planned_dag() -> Callable[[str], str]:
+    """`snakemake --dag` (DOT text) of a shipped config, planned at most once per session
+    whichever tests read it: the study alone takes several seconds to plan."""
+
+    @functools.cache
+    def plan(configfile: str) -> str:
+        out = run_snakemake(ROOT, "--dag", configfile=ROOT / configfile, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.startswith("digraph"), out.stdout[:500]
+        return out.stdout
+
+    return plan
+
+
+def dag_jobs(dot: str) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """Job id -> rule (a node label's first line), and the job edges (from, to), of
+    `snakemake --dag` output, read without graphviz."""
+    jobs = {m[1]: m[2] for m in re.finditer(r'^\s*(\d+)\[label = "([^"\\]+)', dot, re.M)}
+    edges = {(m[1], m[2]) for m in re.finditer(r"^\s*(\d+) -> (\d+)", dot, re.M)}
+    return jobs, edges

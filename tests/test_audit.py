@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_snakemake, write_genome
 
-from dnalm import audit
+from dnalm import audit, kmers
 from dnalm.audit import (
     AuditSettings,
     NearDuplicateError,
@@ -98,7 +98,7 @@ def test_small_batches_and_chunks_give_the_same_answer(monkeypatch: pytest.Monke
     train = [mutate(rng, base[i : i + 100], 0.02) for i in range(0, 1900, 50)] * 3
     test = [mutate(rng, base[i : i + 100], 0.02) for i in range(25, 1900, 75)]
     expected = scores(test, train, 11)
-    monkeypatch.setattr(audit, "_BATCH_BASES", 150)
+    monkeypatch.setattr(kmers, "_BATCH_BASES", 150)
     monkeypatch.setattr(audit, "_CHUNK_PAIRS", 7)
     pd.testing.assert_frame_equal(scores(test, train, 11), expected)
 

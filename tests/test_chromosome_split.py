@@ -170,15 +170,16 @@ def test_too_few_chromosomes_fail_the_split_job_naming_the_task(workdir: Path) -
     assert not (workdir / "results/splits/long_windows.tsv").exists()
 
 
-def test_split_by_is_for_genome_tasks_only(workdir: Path) -> None:
-    tasks = {
-        "labelled": {
-            "source": {"format": "csv", "path": "seqs.csv"},
-            "labels": ["0", "1"],
-            "split_by": "chromosome",
-        }
+def test_split_by_chromosome_is_for_genome_tasks_only(workdir: Path) -> None:
+    """...and split_by: similarity for labelled tasks only."""
+    labelled = {
+        "source": {"format": "csv", "path": "seqs.csv"},
+        "labels": ["0", "1"],
+        "split_by": "chromosome",
     }
-    out = snakemake(workdir, config(tasks), "-n")
-    assert out.returncode != 0
-    assert "On instance['tasks']['labelled']" in out.stdout + out.stderr
-    assert "{'required': ['split_by']}" in out.stdout + out.stderr
+    genome = {"window": {"length": 256, "stride": 256}, "split_by": "similarity"}
+    for name, task in (("labelled", labelled), ("genome", genome)):
+        out = snakemake(workdir, config({name: task}), "-n")
+        assert out.returncode != 0
+        assert f"On instance['tasks']['{name}']" in out.stdout + out.stderr
+        assert f"'split_by': '{task['split_by']}'" in out.stdout + out.stderr

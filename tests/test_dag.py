@@ -1,5 +1,6 @@
-"""`snakemake --rulegraph` and `--dag` render through graphviz for every shipped config, and the
-committed docs/rulegraph.svg is the default config's live rule graph."""
+"""Every shipped config plans the jobs and wiring it should, `snakemake --rulegraph` and `--dag`
+render through graphviz, and the committed docs/rulegraph.svg is the default config's live rule
+graph."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import ROOT, SHARED_DATA, run_snakemake
+from conftest import ROOT, dag_jobs, run_snakemake
 
 SVG = "{http://www.w3.org/2000/svg}"
 COMMITTED = ROOT / "docs" / "rulegraph.svg"
@@ -28,7 +29,6 @@ CORE = {
     "tokenize",
     "pretrain",
     "finetune",
-    "scratch",
     "aggregate",
     "provenance",
     "all",
@@ -38,22 +38,34 @@ CONFIGS = {
     "config/config.yaml": CORE | {"simulate_sample", "predict"},
     # + GenomicBenchmarks datasets (downloaded or rebuilt) as labelled-sequence tasks
     "config/study.yaml": CORE | {"genomic_benchmark", "labelled_windows"},
-    # + labelled tasks read from ../shared/data
-    "config/real_cpu.yaml": CORE | {"labelled_windows"},
+    # + labelled tasks whose files are downloaded by URL (or taken from acquire.mirror)
+    "config/real_cpu.yaml": CORE | {"download_labelled", "labelled_windows"},
 }
 
 
-@functools.cache
-def render(configfile: str, graph: str) -> ET.Element:
-    """The graph as graphviz draws it: `snakemake <graph> | dot -Tsvg`, parsed as XML."""
-    out = run_snakemake(ROOT, graph, configfile=ROOT / configfile, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.startswith("digraph"), out.stdout[:500]
+def needs_dot() -> None:
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's `dot` is not installed (Debian/Ubuntu: apt-get install graphviz)")
+
+
+def draw(dot_text: str) -> ET.Element:
+    """The graph as graphviz draws it (`| dot -Tsvg`), parsed as XML."""
+    needs_dot()
     svg = subprocess.run(
-        ["dot", "-Tsvg"], input=out.stdout, capture_output=True, text=True, timeout=300
+        ["dot", "-Tsvg"], input=dot_text, capture_output=True, text=True, timeout=300
     )
     assert svg.returncode == 0, svg.stderr[-3000:]
     return ET.fromstring(svg.stdout)  # raises on anything that is not well-formed XML
+
+
+@functools.cache
+def live_rulegraph() -> ET.Element:
+    """The default config's `snakemake --rulegraph | dot -Tsvg`."""
+    needs_dot()
+    out = run_snakemake(ROOT, "--rulegraph", configfile=ROOT / "config/config.yaml", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("digraph"), out.stdout[:500]
+    return draw(out.stdout)
 
 
 def nodes(svg: ET.Element) -> dict[str, str]:
@@ -75,30 +87,6 @@ def rule_edges(svg: ET.Element) -> set[tuple[str, str]]:
     return edges
 
 
-@pytest.fixture(autouse=True)
-def _needs_dot():
-    if shutil.which("dot") is None:
-        pytest.skip("graphviz's `dot` is not installed (Debian/Ubuntu: apt-get install graphviz)")
-
-
-def _needs_data(configfile: str) -> None:
-    if configfile == "config/real_cpu.yaml" and not SHARED_DATA.exists():
-        pytest.skip(f"config/real_cpu.yaml reads {SHARED_DATA}, which is not present")
-
-
-@pytest.mark.parametrize("configfile", sorted(CONFIGS))
-def test_rulegraph_renders(configfile):
-    _needs_data(configfile)
-    svg = render(configfile, "--rulegraph")
-    rules = nodes(svg)
-    assert sorted(rules.values()) == sorted(CONFIGS[configfile])  # one node per rule
-    edges = rule_edges(svg)
-    for edge in [("pretrain", "finetune"), ("tokenize", "scratch"), ("aggregate", "all")]:
-        assert edge in edges, edge
-    assert not any(source == "all" for source, _ in edges)
-    assert ("pretrain", "scratch") not in edges  # scratch never waits for pretraining
-
-
 @pytest.mark.parametrize(
     "configfile",
     [
@@ -108,25 +96,39 @@ def test_rulegraph_renders(configfile):
         pytest.param("config/real_cpu.yaml", marks=pytest.mark.slow),
     ],
 )
-def test_dag_renders(configfile):
-    _needs_data(configfile)
-    jobs = Counter(nodes(render(configfile, "--dag")).values())
-    assert set(jobs) == CONFIGS[configfile]
+def test_dag_plans_and_renders(configfile, planned_dag):
+    dot = planned_dag(configfile)
+    jobs, edges = dag_jobs(dot)
+    counts = Counter(jobs.values())
+    assert set(counts) == CONFIGS[configfile]
     config = yaml.safe_load((ROOT / configfile).read_text())
     runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
-    assert jobs["finetune"] == jobs["scratch"] == runs
-    assert jobs["pretrain"] == len(config["models"])
-    assert jobs["all"] == jobs["aggregate"] == jobs["provenance"] == 1
+    assert counts["finetune"] == 2 * runs  # one per init
+    # only the pretrained half of the runs waits for pretraining
+    after_pretraining = {b for a, b in edges if jobs[a] == "pretrain" and jobs[b] == "finetune"}
+    assert len(after_pretraining) == runs
+    assert counts["pretrain"] == len(config["models"])
+    assert counts["all"] == counts["aggregate"] == counts["provenance"] == 1
+    wiring = {(jobs[a], jobs[b]) for a, b in edges}
+    for edge in [("pretrain", "finetune"), ("tokenize", "finetune"), ("aggregate", "all")]:
+        assert edge in wiring, edge
+    assert not any(source == "all" for source, _ in wiring)
     if configfile == "config/config.yaml":  # every sheet genome is acquired once
         rows = (ROOT / config["genomes"]).read_text().splitlines()[1:]
-        assert jobs["acquire_genome"] == sum(bool(r.strip()) and r[0] != "#" for r in rows)
+        assert counts["acquire_genome"] == sum(bool(r.strip()) and r[0] != "#" for r in rows)
+    assert Counter(nodes(draw(dot)).values()) == counts
+
+
+def test_rulegraph_renders():
+    rules = nodes(live_rulegraph())
+    assert sorted(rules.values()) == sorted(CONFIGS["config/config.yaml"])  # one node per rule
 
 
 def test_committed_rulegraph_is_current():
     """docs/rulegraph.svg shows today's rules and wiring; if this fails, run the README's
     command again from the repository root."""
     committed = ET.parse(COMMITTED).getroot()
-    live = render("config/config.yaml", "--rulegraph")
+    live = live_rulegraph()
     hint = f"docs/rulegraph.svg is stale; regenerate it: {COMMAND}"
     assert sorted(nodes(committed).values()) == sorted(nodes(live).values()), hint
     assert rule_edges(committed) == rule_edges(live), hint

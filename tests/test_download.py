@@ -7,9 +7,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import threading
 import time
 import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,14 +23,21 @@ from conftest import ROOT, SHARED_DATA, run_snakemake
 from dnalm.download import (
     DownloadChecksumError,
     DownloadError,
-    RateLimiter,
     download,
     list_links,
     parse_checksum,
 )
 from dnalm.fasta import read_fasta
-from dnalm.ncbi import NcbiError, download_assembly, download_refseq_viral, efetch_nucleotide
-from dnalm.sources import AcquireSettings, fetch_source, parse_source
+from dnalm.labelled import labelled_downloads
+from dnalm.mirror import MirrorError
+from dnalm.ncbi import (
+    NcbiError,
+    download_assembly,
+    download_refseq_viral,
+    efetch_nucleotide,
+    entrez,
+)
+from dnalm.sources import AcquireSettings, fetch_file, fetch_source, parse_source
 
 VIRAL = SHARED_DATA / "genomes/viral/viral_reference_genomes.fasta"
 ECOLI = SHARED_DATA / "genomes/nonviral/Ecoli_K12_MG1655_NC_000913.3.fna.gz"
@@ -81,7 +90,7 @@ class Loopback:
                     return
                 route(self)
 
-            do_GET = do_POST = _handle
+            do_GET = do_POST = do_CONNECT = _handle  # CONNECT: an https request via a proxy
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -269,15 +278,6 @@ def test_ftp_urls_go_through_urllib_and_are_retried(tmp_path):
     assert not (tmp_path / "g.fa.gz").exists()
 
 
-def test_rate_limiter_spaces_calls():
-    limiter = RateLimiter(20)
-    times = []
-    for _ in range(4):
-        limiter.wait()
-        times.append(time.monotonic())
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.045
-
-
 # --------------------------------------------------------------------------- NCBI
 
 
@@ -291,9 +291,24 @@ def _records() -> list[tuple[str, bytes]]:
     return out
 
 
+def efetch_form(request: dict) -> dict[str, list[str]]:
+    """The parameters of an efetch request: the query of a GET, the body of a POST."""
+    text = request["body"].decode() if request["method"] == "POST" else request["query"]
+    return urllib.parse.parse_qs(text)
+
+
+def _reply(h: BaseHTTPRequestHandler, body: bytes) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "text/plain")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 def fake_efetch(h: BaseHTTPRequestHandler) -> None:
     """E-utilities efetch over the viral file: records by accession (versioned or not)."""
-    form = urllib.parse.parse_qs(h.body.decode())
+    query = urllib.parse.urlsplit(h.path).query
+    form = urllib.parse.parse_qs(h.body.decode() if h.command == "POST" else query)
     assert form["db"] == ["nuccore"] and form["rettype"] == ["fasta"]
     body = b""
     for acc in form["id"][0].split(","):
@@ -301,11 +316,14 @@ def fake_efetch(h: BaseHTTPRequestHandler) -> None:
             ids = [p for p in rid.split("|") if p] if "|" in rid else [rid]
             if any(i == acc or i.split(".")[0] == acc for i in ids):
                 body += raw + b"\n"
-    h.send_response(200)
-    h.send_header("Content-Type", "text/plain")
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
+    _reply(h, body)
+
+
+def any_efetch(h: BaseHTTPRequestHandler) -> None:
+    """efetch that knows every accession: a short record named after each."""
+    query = urllib.parse.urlsplit(h.path).query
+    form = urllib.parse.parse_qs(h.body.decode() if h.command == "POST" else query)
+    _reply(h, b"".join(f">{acc} made up\nACGT\n".encode() for acc in form["id"][0].split(",")))
 
 
 ACCS = ["NC_045512.2", "NC_001802", "NC_001608.3", "NC_000866.4", "NC_002549", "NC_026438.1"]
@@ -322,8 +340,8 @@ def test_efetch_batches_rate_limit_and_records(server, tmp_path):
         **FAST,
     )
     hits = server.hits("/eutils/efetch.fcgi")
-    assert len(hits) == 3 and all(h["method"] == "POST" for h in hits)
-    forms = [urllib.parse.parse_qs(h["body"].decode()) for h in hits]
+    assert len(hits) == 3 and all(h["method"] == "GET" for h in hits)  # Bio.Entrez: few ids
+    forms = [efetch_form(h) for h in hits]
     assert [f["id"][0] for f in forms] == [",".join(ACCS[i : i + 2]) for i in (0, 2, 4)]
     assert all(f["tool"] == ["dnalm"] and f["email"] == ["me@example.org"] for f in forms)
     assert all("api_key" not in f for f in forms)
@@ -336,15 +354,25 @@ def test_efetch_batches_rate_limit_and_records(server, tmp_path):
     assert records["gi|29366675|ref|NC_000866.4|"] == originals["gi|29366675|ref|NC_000866.4|"]
 
 
+def test_efetch_posts_long_id_lists_in_batches(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = any_efetch
+    accs = [f"NC_{i:06d}.1" for i in range(1, 451)]
+    dest = efetch_nucleotide(accs, tmp_path / "n.fa", base_url=server.url("/eutils"), **FAST)
+    hits = server.hits("/eutils/efetch.fcgi")
+    assert [h["method"] for h in hits] == ["POST", "POST", "GET"]  # 200, 200 and 50 ids
+    assert [len(efetch_form(h)["id"][0].split(",")) for h in hits] == [200, 200, 50]
+    assert list(dict(read_fasta(dest))) == accs
+
+
 def test_efetch_api_key_raises_the_rate_and_missing_records_fail(server, tmp_path):
     server.routes["/eutils/efetch.fcgi"] = fake_efetch
     efetch_nucleotide(
         ACCS[:3], tmp_path / "a.fa", base_url=server.url("/eutils"), api_key="K3Y", batch_size=1
     )
     hits = server.hits("/eutils/efetch.fcgi")
-    assert all(urllib.parse.parse_qs(h["body"].decode())["api_key"] == ["K3Y"] for h in hits)
+    assert all(efetch_form(h)["api_key"] == ["K3Y"] for h in hits)
     gaps = [b["time"] - a["time"] for a, b in zip(hits, hits[1:], strict=False)]
-    assert min(gaps) >= 0.09 and max(gaps) < 0.3  # 10 requests/s with a key
+    assert min(gaps) >= 0.09  # Bio.Entrez spaces requests with a key 0.1 s apart, not 0.37
     with pytest.raises(NcbiError, match="no record for 1 accession.*NC_999999.1"):
         efetch_nucleotide(
             ["NC_045512.2", "NC_999999.1"], tmp_path / "b.fa", base_url=server.url("/eutils")
@@ -361,6 +389,44 @@ def test_efetch_error_page_is_reported(server, tmp_path):
         efetch_nucleotide(["NC_045512.2"], tmp_path / "c.fa", base_url=server.url("/eutils"))
     assert len(server.hits("/eutils/efetch.fcgi")) == 2  # a 400 is not retried
     assert list(tmp_path.iterdir()) == []
+
+
+def test_efetch_retries_server_errors_and_cut_answers(server, tmp_path):
+    server.routes["/eutils/efetch.fcgi"] = fail_first(2, 503, fake_efetch)
+    dest = efetch_nucleotide(["NC_045512.2"], tmp_path / "a.fa", base_url=server.url("/eutils"))
+    assert len(server.hits("/eutils/efetch.fcgi")) == 3  # Bio.Entrez's own retries
+    assert list(dict(read_fasta(dest))) == ["NC_045512.2"]
+    whole = dict(_records())["NC_045512.2"] + b"\n"
+    server.routes["/eutils/efetch.fcgi"] = once_then(serve(whole, cut_at=1000), serve(whole))
+    dest = efetch_nucleotide(
+        ["NC_045512.2"], tmp_path / "b.fa", base_url=server.url("/eutils"), **FAST
+    )
+    assert len(server.hits("/eutils/efetch.fcgi")) == 5  # asked again after the cut
+    assert dest.read_bytes() == whole
+    server.routes["/eutils/efetch.fcgi"] = fail_first(9, 503, fake_efetch)
+    with pytest.raises(NcbiError, match="HTTP 503.*efetch of NC_045512.2"):
+        efetch_nucleotide(
+            ["NC_045512.2"], tmp_path / "c.fa", base_url=server.url("/eutils"), retries=1
+        )
+    assert len(server.hits("/eutils/efetch.fcgi")) == 7  # retries=1: two tries
+    assert not (tmp_path / "c.fa").exists()
+
+
+def test_entrez_settings_are_restored_and_only_eutils_is_redirected(server):
+    from Bio import Entrez
+
+    before = (Entrez.email, Entrez.api_key, Entrez.tool, Entrez.max_tries, Entrez.urlopen)
+    with entrez(server.url("/eutils"), email="a@b.c", api_key="K", retries=2) as module:
+        assert (module.email, module.api_key, module.tool, module.max_tries) == (
+            "a@b.c",
+            "K",
+            "dnalm",
+            3,
+        )
+        with pytest.raises(NcbiError, match="outside https://eutils.ncbi.nlm.nih.gov"):
+            module.urlopen(urllib.request.Request("https://example.org/efetch.fcgi"))
+    assert (Entrez.email, Entrez.api_key, Entrez.tool, Entrez.max_tries, Entrez.urlopen) == before
+    assert server.requests == []
 
 
 def _datasets_zip(accession: str, fasta: bytes, md5: str | None = None) -> bytes:
@@ -522,3 +588,210 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
     assert (tmp_path / "resources/genomic_benchmarks/toy/test/b/testb.txt").read_text() == "ACGT"
     log = (tmp_path / "logs/acquire_genome/ecoli.log").read_text()
     assert "attempt 1/6 failed (HTTP 503" in log and "checksum verified" in log
+
+
+def test_default_profile_runs_one_ncbi_download_at_a_time(server, tmp_path):
+    """profiles/default sets `resources: [ncbi=1]`: two ncbi: genomes on 2 cores are fetched
+    one after the other, so E-utilities' per-IP rate holds across jobs, not only within one."""
+    spans: list[tuple[float, float]] = []
+
+    def slow_efetch(h: BaseHTTPRequestHandler) -> None:
+        start = time.monotonic()
+        time.sleep(1.5)
+        fake_efetch(h)
+        spans.append((start, time.monotonic()))
+
+    server.routes["/eutils/efetch.fcgi"] = slow_efetch
+    rows = [
+        ("sars", "virus", "v0", "ncbi:NC_045512.2", ""),
+        ("hiv", "virus", "v1", "ncbi:NC_001802", ""),
+        ("v2", "virus", "v2", "simulated:virus?length=3000&seed=2", ""),
+        *[(f"h{i}", "host", f"h{i}", f"simulated:host?length=3000&seed={i}", "") for i in range(3)],
+    ]
+    sheet = "genome\tlabel\tgroup\tsource\tchecksum\n" + "".join("\t".join(r) + "\n" for r in rows)
+    (tmp_path / "genomes.tsv").write_text(sheet)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["genomes"] = "genomes.tsv"
+    config.pop("predict", None)
+    config["acquire"] = {"ncbi_eutils_url": server.url("/eutils"), "backoff": 0.01}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["resources/genomes/sars.fa.gz", "resources/genomes/hiv.fa.gz"]
+    run = run_snakemake(tmp_path, *targets, configfile=tmp_path / "config.yaml", cores=2)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert "Using workflow specific profile profiles/default" in run.stdout + run.stderr
+    log = "".join(p.read_text() for p in (tmp_path / ".snakemake/log").glob("*.log"))
+    assert re.search(r"Provided resources: .*ncbi\D+1\b", log), log[:2000]
+    first, second = sorted(spans)
+    assert first[1] <= second[0]  # the second job's request began after the first one's ended
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def region_efetch(sequences: dict[str, str]) -> Callable:
+    """efetch of whole records or of seq_start..seq_stop of one, as NCBI names a region."""
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        query = urllib.parse.urlsplit(h.path).query
+        form = urllib.parse.parse_qs(h.body.decode() if h.command == "POST" else query)
+        body = b""
+        for acc in form["id"][0].split(","):
+            seq, name = sequences[acc], acc
+            if "seq_start" in form:
+                start, stop = int(form["seq_start"][0]), int(form["seq_stop"][0])
+                seq, name = seq[start - 1 : stop], f"{acc}:{start}-{stop}"
+            body += f">{name} some organism\n{seq}\n".encode()
+        _reply(h, body)
+
+    return route
+
+
+def test_efetch_regions_are_requests_of_their_own(server, tmp_path):
+    seqs = {"NC_000001.1": "ACGT" * 50, "NC_000002.1": "GGCC" * 10, "NC_000003.1": "TTAA" * 5}
+    server.routes["/eutils/efetch.fcgi"] = region_efetch(seqs)
+    accs = ["NC_000003.1", "NC_000001.1:5-12", "NC_000002.1", "NC_000001.1:1-4"]
+    dest = efetch_nucleotide(accs, tmp_path / "r.fa", base_url=server.url("/eutils"), **FAST)
+    forms = [efetch_form(h) for h in server.hits("/eutils/efetch.fcgi")]
+    asked = [(f["id"][0], f.get("seq_start"), f.get("seq_stop")) for f in forms]
+    assert asked == [
+        ("NC_000003.1", None, None),
+        ("NC_000001.1", ["5"], ["12"]),
+        ("NC_000002.1", None, None),
+        ("NC_000001.1", ["1"], ["4"]),
+    ]
+    assert list(read_fasta(dest)) == [
+        ("NC_000003.1", seqs["NC_000003.1"]),
+        ("NC_000001.1:5-12", "ACGTACGT"),
+        ("NC_000002.1", seqs["NC_000002.1"]),
+        ("NC_000001.1:1-4", "ACGT"),
+    ]
+    server.routes["/eutils/efetch.fcgi"] = serve(b">NC_000001.1:1-40 wrong region\nACGT\n")
+    with pytest.raises(NcbiError, match=r"no record for 1 accession.*NC_000001.1:1-4\b"):
+        efetch_nucleotide(["NC_000001.1:1-4"], tmp_path / "x.fa", base_url=server.url("/eutils"))
+
+
+# --------------------------------------------------------------------------- the mirror
+
+
+def _settings(tmp_path, server, mirror) -> AcquireSettings:
+    return AcquireSettings.from_config(
+        {
+            "download_dir": str(tmp_path / "cache"),
+            "ncbi_eutils_url": server.url("/eutils"),
+            "mirror": str(mirror) if mirror else None,
+            "backoff": 0.01,
+        },
+        environ={},
+    )
+
+
+def test_mirror_hit_by_checksum_or_name_makes_no_request(server, tmp_path):
+    server.routes["/mito.fa"] = serve(MITO.read_bytes())
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    settings = _settings(tmp_path, server, SHARED_DATA)
+    work = tmp_path / "work"
+    work.mkdir()
+    # a URL whose file name is not the mirror's: found by its pinned checksum (SHA256SUMS)
+    url = parse_source(server.url("/elsewhere/mitochondria.fa"))
+    got = fetch_source(url, work, settings, checksum=f"sha256:{sha256(MITO.read_bytes())}")
+    assert got == SHARED_DATA / "genomes/nonviral/primate_mitochondria.fa"
+    # an ncbi: source, found by the file name it gives
+    ecoli = parse_source("ncbi:NC_000913.3?mirror=Ecoli_K12_MG1655_NC_000913.3.fna.gz")
+    assert fetch_source(ecoli, work, settings) == ECOLI
+    # a labelled task's file, copied to where the task reads it
+    dest = tmp_path / "labelled" / "exp4_2014_B.csv"
+    viraminer = SHARED_DATA / "viraminer/exp4_2014_B.csv"
+    digest = sha256(viraminer.read_bytes())
+    fetch_file(server.url("/x/exp4_2014_B.csv"), dest, digest, settings)
+    assert dest.read_bytes() == viraminer.read_bytes()
+    assert server.requests == []
+
+
+def test_mirror_miss_downloads(server, tmp_path):
+    mito = MITO.read_bytes()
+    server.routes["/mito.fa"] = serve(mito)
+    server.routes["/eutils/efetch.fcgi"] = fake_efetch
+    settings = _settings(tmp_path, server, SHARED_DATA)
+    work = tmp_path / "work"
+    work.mkdir()
+    got = fetch_source(parse_source(server.url("/mito.fa")), work, settings)  # no such name
+    assert got.read_bytes() == mito and got.is_relative_to(tmp_path / "cache")
+    sars = fetch_source(parse_source("ncbi:NC_045512.2?mirror=not_there.fa"), work, settings)
+    assert list(dict(read_fasta(sars))) == ["NC_045512.2"]
+    table = b"seq,label\nACGT,1\n"  # in no mirror
+    server.routes["/tables/t.csv"] = serve(table)
+    dest = tmp_path / "labelled" / "t.csv"
+    fetch_file(server.url("/tables/t.csv"), dest, sha256(table), settings)
+    assert dest.read_bytes() == table
+    paths = ["/mito.fa", "/eutils/efetch.fcgi", "/tables/t.csv"]
+    assert [r["path"] for r in server.requests] == paths
+
+
+def test_mirror_checks_what_it_hands_out(server, tmp_path):
+    mirror = tmp_path / "mirror"
+    (mirror / "a").mkdir(parents=True)
+    (mirror / "b").mkdir()
+    (mirror / "a" / "g.fa").write_bytes(b">x\nACGT\n")
+    (mirror / "b" / "g.fa").write_bytes(b">y\nACGT\n")
+    (mirror / "one.fa").write_bytes(b">z\nGGGG\n")
+    settings = _settings(tmp_path, server, mirror)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(MirrorError, match="2 files are named 'g.fa'"):
+        fetch_source(parse_source("ncbi:NC_045512.2?mirror=g.fa"), work, settings)
+    got = fetch_source(parse_source("ncbi:NC_045512.2?mirror=b/g.fa"), work, settings)
+    assert got == mirror / "b" / "g.fa"
+    # no SHA256SUMS: checksums are computed once and cached beside the downloads
+    pinned = f"sha256:{sha256(b'>z' + bytes([10]) + b'GGGG' + bytes([10]))}"
+    url = parse_source(server.url("/other.fa"))
+    assert fetch_source(url, work, settings, checksum=pinned) == mirror / "one.fa"
+    cached = (tmp_path / "cache" / "mirror-checksums.json").read_text()
+    assert pinned.split(":")[1] in cached
+    # a listed checksum that the file no longer has: the mirror copy is damaged
+    (mirror / "SHA256SUMS").write_text(f"{'0' * 64}  ./one.fa\n")
+    with pytest.raises(MirrorError, match="does not match its SHA256SUMS entry"):
+        fetch_source(parse_source("ncbi:NC_045512.2?mirror=one.fa"), work, settings)
+    assert server.requests == []
+
+
+def test_real_cpu_acquisitions_run_offline_from_the_mirror(server, tmp_path, monkeypatch):
+    """config/real_cpu.yaml with acquire.mirror at ../shared/data: every genome acquisition and
+    every labelled file comes from the mirror. All traffic is sent to the loopback server as a
+    proxy, and it sees no request."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, server.url(""))
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    config = yaml.safe_load((ROOT / "config/real_cpu.yaml").read_text())
+    config["acquire"]["mirror"] = str(SHARED_DATA)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/real_genomes.tsv").write_text((ROOT / config["genomes"]).read_text())
+    (tmp_path / "real_cpu.yaml").write_text(yaml.safe_dump(config))
+    sheet = [
+        line.split("\t")
+        for line in (tmp_path / "config/real_genomes.tsv").read_text().splitlines()
+        if line and not line.startswith("#")
+    ][1:]
+    labelled = labelled_downloads(config["tasks"])
+    targets = [f"resources/genomes/{row[0]}.fa.gz" for row in sheet] + sorted(labelled)
+    run = run_snakemake(
+        tmp_path, *targets, configfile=tmp_path / "real_cpu.yaml", cores=2, timeout=900
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    assert server.requests == []
+    assert len(sheet) == 9 and len(labelled) == 6
+    mirror = SHARED_DATA / "genomes"
+    pairs = {
+        "ecoli": mirror / "nonviral/Ecoli_K12_MG1655_NC_000913.3.fna.gz",
+        "athaliana": mirror / "nonviral/Athaliana_1pct.fa.gz",
+        "microviridae": mirror / "viral/microviridae_100_genomes.fasta",
+    }
+    mask = str.maketrans("RYKMSWBDHV", "N" * 10)  # soft_mask: upper, iupac: mask
+    for genome, original in pairs.items():
+        got = dict(read_fasta(tmp_path / f"resources/genomes/{genome}.fa.gz"))
+        assert got == {rid: seq.upper().translate(mask) for rid, seq in read_fasta(original)}
+        log = (tmp_path / f"logs/acquire_genome/{genome}.log").read_text()
+        assert f"mirror: {original} stands in for" in log
+    for path, (url, digest) in labelled.items():
+        data = (tmp_path / path).read_bytes()
+        assert sha256(data) == digest and url.rsplit("/", 1)[-1] == path.rsplit("/", 1)[-1]

@@ -443,6 +443,10 @@ def test_normalise_rejects_bad_arguments_before_writing(tmp_path: Path) -> None:
         normalise_fasta(src, tmp_path / "g.fa.gz", empty_records="ignore")
     with pytest.raises(ValueError, match="empty_records must be 'error' or 'skip'"):
         read_fasta(src, empty_records="warn")
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", threads=0)
+    with pytest.raises(ValueError, match="compress_level must be an integer 1-9"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", compress_level=0)
     assert [p.name for p in tmp_path.iterdir()] == ["in.fa"]
 
 
@@ -709,3 +713,156 @@ def test_real_bgzip_genome_and_its_samtools_index() -> None:
     genome = open_genome(HUMAN)  # read-only directory: must not try to write an index
     for start in (0, 10_000, 1_000_003, len(seq) - 77):
         assert genome[rid][start : start + 77].seq == seq[start : start + 77]
+
+
+# --------------------------------------------------------------------------- the htslib writer
+
+ECOLI = SHARED / "genomes" / "nonviral" / "Ecoli_K12_MG1655_NC_000913.3.fna.gz"
+ATHALIANA = SHARED / "genomes" / "nonviral" / "Athaliana_1pct.fa.gz"
+ZIKA = SHARED / "genomes" / "viral" / "nextclade_isolates" / "community__itps__zikav.fasta"
+_MASK = str.maketrans("RYKMSWBDHVrykmswbdhv", "N" * 10 + "n" * 10)
+
+
+def _reference_normalise(
+    src: Path,
+    dest: Path,
+    *,
+    soft_mask: str = "keep",
+    rna_to_dna: bool = True,
+    iupac: str = "keep",
+    line_width: int = 60,
+    empty_records: str = "error",
+) -> None:
+    """What normalise_fasta wrote before it streamed and compressed on threads, spelled out
+    for valid input: every line at once, pysam.BGZFile, samtools faidx (which writes the .fai
+    and .gzi), and a regular expression for the runs of the BED."""
+    raw = src.read_bytes()
+    text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    records: list[tuple[str, list[str]]] = []
+    for line in text.decode("utf-8").removeprefix("\ufeff").split("\n"):
+        if line.startswith(">"):
+            records.append((line[1:].split()[0], []))
+        elif line.strip():
+            records[-1][1].append(line.rstrip())
+    assert empty_records == "skip" or all(lines for _, lines in records)
+    out = []
+    for rid, lines in records:
+        seq = "".join(lines)
+        seq = seq.upper() if soft_mask == "upper" else seq
+        seq = seq.translate(str.maketrans("Uu", "Tt")) if rna_to_dna else seq
+        seq = seq.translate(_MASK) if iupac == "mask" else seq
+        if seq:
+            out.append((rid, seq))
+    body = "".join(
+        f">{rid}\n"
+        + "".join(seq[i : i + line_width] + "\n" for i in range(0, len(seq), line_width))
+        for rid, seq in out
+    )
+    with pysam.BGZFile(str(dest), "wb") as fh:
+        fh.write(body.encode())
+    pysam.faidx(str(dest))
+    bases = sum(len(seq) for _, seq in out)
+    with (
+        open(ambiguous_bed_path(dest), "wb") as fh,
+        gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as bed,
+    ):
+        bed.write(
+            "#non-ACGT runs, 0-based half-open: chrom start end; "
+            f"records={len(out)} bases={bases}\n".encode()
+        )
+        for rid, seq in out:
+            runs = [(m.start(), m.end()) for m in re.finditer("[^ACGTacgt]+", seq)]
+            if runs:
+                bed.write("".join(f"{rid}\t{s}\t{e}\n" for s, e in runs).encode())
+
+
+def _four_files(dest: Path) -> dict[str, str]:
+    paths = {
+        "fa.gz": dest,
+        "fai": dest.with_name(dest.name + ".fai"),
+        "gzi": dest.with_name(dest.name + ".gzi"),
+        "bed": ambiguous_bed_path(dest),
+    }
+    return {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in paths.items()}
+
+
+_SYNTHETIC = {
+    # soft-masked, IUPAC codes of both cases, RNA, CRLF, trailing blanks, a blank line, a BOM
+    "mixed": "\ufeff>chr1 desc\r\nACGTacgtNNnnRYkm\r\n\r\nuuUUacgu  \r\n>chr2\r\nBDHVbdhvSWsw\r\n",
+    # a record shorter than a line, one exactly a line, one a line and a base, empty records
+    "widths": ">a\nACG\n>e1\n>b\n" + "T" * 60 + "\n>c\n" + "G" * 61 + "\n>e2\n\n",
+    # records spanning BGZF blocks (65,280 bytes) and 1 MiB reads, with N runs at the edges
+    "blocks": ">big\n"
+    + "\n".join(["NNNN" + "ACGTRYacgt" * 7 + "u"] * 20_000)
+    + "\n>next\n"
+    + "N" * 70_000
+    + "\n",
+}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"soft_mask": "upper", "iupac": "mask"},
+        {"rna_to_dna": False, "line_width": 70},
+    ],
+    ids=["default", "upper-mask", "rna-width70"],
+)
+@pytest.mark.parametrize("name", sorted(_SYNTHETIC))
+def test_normalise_writes_the_files_of_the_htslib_writer_synthetic(
+    tmp_path: Path, name: str, options: dict
+) -> None:
+    """Byte for byte, the .fa.gz, .fai, .gzi and BED of the reference writer, on 1 and 3
+    threads, for lowercase, IUPAC, RNA, CRLF, empty (skipped) records and block edges."""
+    options = {**options, "empty_records": "skip"}
+    src = _write(tmp_path / f"{name}.fa", _SYNTHETIC[name], "gzip")
+    reference = tmp_path / "reference" / "g.fa.gz"
+    reference.parent.mkdir()
+    _reference_normalise(src, reference, **options)
+    for threads in (1, 3):
+        dest = tmp_path / f"threads{threads}" / "g.fa.gz"
+        normalise_fasta(src, dest, threads=threads, **options)
+        assert _four_files(dest) == _four_files(reference)
+
+
+@pytest.mark.parametrize(
+    ("src", "options"),
+    [
+        (ECOLI, {}),  # 4.6 Mbp on one line of records: 72 BGZF blocks
+        (HUMAN, {"soft_mask": "upper", "iupac": "mask"}),  # soft-masked, 10 kb of N, BGZF input
+        (HUMAN, {}),
+        (ATHALIANA, {"line_width": 80}),
+        (VIRAL, {}),  # 79 records
+        (ZIKA, {"iupac": "mask"}),  # isolates with N runs and scattered IUPAC codes
+    ],
+    ids=["ecoli", "hg38-upper-mask", "hg38", "athaliana-80", "viral", "zika-mask"],
+)
+def test_normalise_writes_the_files_of_the_htslib_writer_real(
+    tmp_path: Path, src: Path, options: dict
+) -> None:
+    if not src.exists():
+        pytest.skip(f"{src} is not present")
+    reference = tmp_path / "reference" / "g.fa.gz"
+    reference.parent.mkdir()
+    _reference_normalise(src, reference, **options)
+    dest = tmp_path / "new" / "g.fa.gz"
+    normalise_fasta(src, dest, threads=2, **options)
+    assert _four_files(dest) == _four_files(reference)
+
+
+def test_other_compression_levels_keep_the_content(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.fa", _SYNTHETIC["blocks"])
+    level6, level1 = tmp_path / "l6" / "g.fa.gz", tmp_path / "l1" / "g.fa.gz"
+    normalise_fasta(src, level6)
+    normalise_fasta(src, level1, compress_level=1, threads=2)
+    assert level1.stat().st_size > level6.stat().st_size
+    assert list(read_fasta(level1)) == list(read_fasta(level6))
+    six, one = _four_files(level6), _four_files(level1)
+    assert (six["fai"], six["bed"]) == (one["fai"], one["bed"])
+    with pysam.FastaFile(str(level1)) as fa:  # the .gzi points at level 1's own blocks
+        assert fa.fetch("next", 69_990, 70_000) == "N" * 10
+        assert (
+            fa.fetch("big", 1_000_000, 1_000_010)
+            == open_genome(level6)["big"][1_000_000:1_000_010].seq
+        )

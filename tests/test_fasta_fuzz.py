@@ -15,12 +15,14 @@ import gzip
 import tempfile
 import zlib
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from Bio import bgzf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from dnalm import fasta
 from dnalm.fasta import FastaFormatError, normalise_fasta, open_genome, read_fasta
 
 IUPAC = "ACGTUNRYKMSWBDHV"
@@ -178,6 +180,50 @@ def test_arbitrary_bytes_fail_only_with_a_located_error(blob, compress, cut, emp
             return
         assert records is not None, "normalise_fasta accepted what read_fasta rejected"
         assert [rid for rid, _ in read_fasta(out / "g.fa.gz")] == [rid for rid, _ in records]
+
+
+# --------------------------------------------------------------------------- reads of any size
+
+_more_pieces = _pieces | st.sampled_from([b"\xef\xbb\xbf", b"  \n", b"ACGT\r\r\n", b">b\n"])
+_longer_blobs = st.lists(_more_pieces | _noise, max_size=60).map(b"".join)
+
+
+def _outcome(path: Path, empty_records: str) -> tuple:
+    """The records, or the error with every field, of reading (and normalising) `path`."""
+    try:
+        records = list(read_fasta(path, empty_records=empty_records))
+    except FastaFormatError as err:
+        return ("error", str(err), err.record, err.line, err.column, err.position)
+    dest = path.with_name("out") / f"{len(records)}.fa.gz"
+    stats = normalise_fasta(path, dest, empty_records=empty_records, threads=2)
+    index = dest.with_name(dest.name + ".fai").read_text()
+    return ("ok", records, stats.to_dict(), gzip.decompress(dest.read_bytes()), index)
+
+
+@FAST
+@given(
+    blob=_longer_blobs,
+    compress=st.sampled_from(["plain", "gzip", "bgzip"]),
+    empty_records=st.sampled_from(["error", "skip"]),
+    read_size=st.sampled_from([1, 2, 3, 5, 8, 64]),
+)
+@example(  # CRLF cut between CR and LF
+    blob=b">a\nAC\r\nGT\r\n>b\nNN\n", compress="plain", empty_records="error", read_size=5
+)
+@example(blob=b">a\nACXT\n>a\n", compress="plain", empty_records="error", read_size=2)
+def test_reads_of_any_size_give_the_same_records_and_errors(
+    blob, compress, empty_records, read_size
+):
+    """The reader takes the file a read at a time and checks whole runs of lines at once: where
+    the reads end (inside a header, a line, a CRLF, a gzip member) must change nothing, not
+    even which error is reported first or where. (A truncated gzip file is left out: how much
+    of it decompresses before the error depends on the read size, for any reader.)"""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.fa"
+        src.write_bytes(_encode(blob, compress))
+        whole = _outcome(src, empty_records)
+        with mock.patch.object(fasta, "_READ_CHUNK", read_size):
+            assert _outcome(src, empty_records) == whole
 
 
 # --------------------------------------------------------------------------- error positions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,12 +18,16 @@ from dnalm.labelled import (
     LabelledInputError,
     assign_splits,
     cross_split_duplicates,
+    labelled_downloads,
     labelled_windows,
     read_genomic_benchmarks,
     read_labelled_fasta,
     read_source,
     read_table,
     read_viraminer,
+    similarity_groups,
+    source_downloads,
+    source_paths,
 )
 from dnalm.windows import SPLITS, hold_out_validation_genome
 
@@ -154,6 +159,57 @@ def test_read_source_dispatches_every_format(tmp_path):
     ]
     with pytest.raises(ValueError, match="unknown source format 'xlsx'"):
         read_source({"format": "xlsx", "path": str(csv)})
+
+
+# --------------------------------------------------------------------------- files by URL
+
+BASE = "https://raw.githubusercontent.com/NeuroCSUT/ViraMiner/941ee13/data/DNA_data"
+
+
+def test_files_named_by_url_are_read_where_the_download_rule_puts_them():
+    source = {
+        "format": "viraminer",
+        "urls": [f"{BASE}/exp1_2011_N19.csv", f"{BASE}/exp4_2014_B.csv"],
+        "sha256": ["AB" * 32, f"sha256:{'cd' * 32}"],
+    }
+    paths = [
+        f"resources/downloads/labelled/{'ab' * 8}/exp1_2011_N19.csv",
+        f"resources/downloads/labelled/{'cd' * 8}/exp4_2014_B.csv",  # the stem is the group
+    ]
+    assert source_paths(source) == paths
+    assert [d[:2] for d in source_downloads(source)] == [
+        (f"{BASE}/exp1_2011_N19.csv", "ab" * 32),
+        (f"{BASE}/exp4_2014_B.csv", "cd" * 32),
+    ]
+    one = {"format": "csv", "url": "https://example.org/t%20x.csv", "sha256": "0" * 64}
+    assert source_paths(one) == [f"resources/downloads/labelled/{'0' * 16}/t x.csv"]
+    tasks = {"v": {"source": source}, "t": {"source": one}, "g": {"genomes": "all"}}
+    assert sorted(labelled_downloads(tasks)) == sorted([*paths, *source_paths(one)])
+    assert source_paths({"format": "csv", "path": "a.csv"}) == ["a.csv"]  # as before
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"format": "csv", "urls": ["https://x/a.csv", "https://x/b.csv"], "sha256": ["0" * 64]},
+            "source with url https://x/a.csv: 2 url(s) but 1 sha256",
+        ),
+        ({"format": "csv", "url": "https://x/a.csv", "sha256": "0" * 63}, "not 64 hex digits"),
+        ({"format": "csv", "url": "s3://x/a.csv", "sha256": "0" * 64}, "not an http(s)/ftp URL"),
+        ({"format": "csv", "url": "https://x/", "sha256": "0" * 64}, "not an http(s)/ftp URL"),
+        ({"format": "csv", "path": "a.csv", "sha256": "0" * 64}, "pins files named by url"),
+        (
+            {"format": "genomic_benchmarks", "url": "https://x/d.zip", "sha256": "0" * 64},
+            "is a directory",
+        ),
+    ],
+)
+def test_bad_url_sources_are_named(source, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        source_paths(source)
+    with pytest.raises(ValueError, match="task 'bad'"):
+        labelled_downloads({"bad": {"source": source}})
 
 
 # --------------------------------------------------------------------------- located errors
@@ -354,6 +410,47 @@ def test_group_split_property(sizes, seed):
         assert set(table.loc[split == s, "label"]) == set(LABELS)
 
 
+MEASURE = {"k": 21, "min_shared": 0.5, "max_kmer_windows": 256}
+
+
+def test_similarity_groups_name_clusters_and_merge_source_groups(tmp_path):
+    """Rows 1-2 are tiles of one region (linked), rows 3-4 share only a source group, and
+    max_length decides whether rows 5-6 (same first 60 bases, different tails) are linked."""
+    rng = np.random.default_rng(0)
+
+    def bases(n: int) -> str:
+        return "".join(rng.choice(list("ACGT"), n))
+
+    region, head = bases(300), bases(60)
+    rows = [
+        (region[:200], "0", "a"),
+        (region[50:250], "0", "b"),
+        (bases(200), "1", "c"),
+        (bases(200), "0", "c"),
+        (head + bases(140), "1", "d"),
+        (head + bases(140), "1", "e"),
+    ]
+    path = tmp_path / "s.csv"
+    path.write_text("seq,label,grp\n" + "".join(f"{s},{y},{g}\n" for s, y, g in rows))
+    table = read_table(path, group_column="grp")
+    grouped, clusters = similarity_groups(table, **MEASURE)
+    assert grouped["group"].tolist() == ["s:2", "s:2", "s:4", "s:4", "s:6", "s:7"]
+    assert clusters.count == 4 and clusters.sizes.tolist() == [2, 2, 1, 1]
+    assert clusters.largest_share == pytest.approx(2 / 6)
+    cut, _ = similarity_groups(table, **MEASURE, max_length=60)
+    assert cut["group"].tolist()[4:] == ["s:6", "s:6"]
+    assert grouped.drop(columns="group").equals(table.drop(columns="group"))
+
+
+def test_similarity_groups_refuse_what_pins_the_split(tmp_path, viraminer):
+    with pytest.raises(ValueError, match=r"source.test_groups and source.val_groups cannot pin"):
+        similarity_groups(viraminer, **MEASURE, test_groups=["a"], val_groups=["b"])
+    path = tmp_path / "fixed.csv"
+    path.write_text("seq,label,part\nACGTACGT,0,train\nACGTTTTT,1,test\n")
+    with pytest.raises(ValueError, match=r"fixed.csv: the source has its own train/test split"):
+        similarity_groups(read_table(path, split_column="part"), **MEASURE)
+
+
 # --------------------------------------------------------------------------- windows
 
 
@@ -467,46 +564,6 @@ def test_dry_run_with_genome_csv_and_viraminer_tasks(tmp_path):
     assert len(blocks) == 3 and not any("resources/genomes" in b for b in blocks)
 
 
-PARSE_ERRORS = {
-    "no labels": ({"source": {"format": "csv", "path": "NONTATA"}}, "needs `labels`"),
-    "missing file": (
-        {"source": {"format": "csv", "path": "nowhere.csv"}, "labels": LABELS},
-        "source file nowhere.csv does not exist",
-    ),
-    "unknown experiment": (
-        {"source": {"format": "viraminer", "paths": ["VIRAMINER"], "test_groups": ["expX"]}},
-        "test_groups/val_groups ['expX'] are not ViraMiner experiments",
-    ),
-    "window and source": (
-        {"source": {"format": "csv", "path": "NONTATA"}, "window": {"length": 100, "stride": 100}},
-        "nontata",
-    ),
-    "csv option on fasta": (
-        {
-            "source": {"format": "fasta", "path": "NONTATA", "sequence_column": "s"},
-            "labels": LABELS,
-        },
-        "nontata",
-    ),
-    "groups without a group column": (
-        {"source": {"format": "csv", "path": "NONTATA", "test_groups": ["a"]}, "labels": LABELS},
-        "test_groups/val_groups need groups",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", sorted(PARSE_ERRORS))
-def test_bad_labelled_task_fails_at_parse_time(tmp_path, case):
-    config = mixed_config(tmp_path)
-    task, message = PARSE_ERRORS[case]
-    text = yaml.safe_dump(task).replace("NONTATA", str(NONTATA))
-    config["tasks"] = {"nontata": yaml.safe_load(text.replace("VIRAMINER", str(VIRAMINER[0])))}
-    out = snakemake(tmp_path, config)
-    assert out.returncode != 0
-    assert message in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
-    assert not (tmp_path / "results").exists()
-
-
 def test_labelled_windows_and_tokenize_run(tmp_path):
     from dnalm.shards import TokenShard
 
@@ -528,3 +585,39 @@ def test_labelled_windows_and_tokenize_run(tmp_path):
         assert shard[i].tolist() == [char_ids[c] for c in seq]
     log = (tmp_path / "logs/labelled_windows/nontata.log").read_text()
     assert "excludes nothing for it" in log and "class counts" in log
+
+
+def test_labelled_windows_split_by_similarity_run(tmp_path):
+    """The step itself: clusters logged, each window's group its cluster, class_counts with the
+    largest group; the audit's measure comes from the config."""
+    config = mixed_config(tmp_path)
+    config["tasks"] = {
+        "nontata": {
+            "source": {"format": "csv", "path": str(NONTATA)},
+            "labels": LABELS,
+            "split_by": "similarity",
+        }
+    }
+    config["audit"] = {"k": 21, "min_shared": 0.5, "max_kmer_windows": 256}
+    out = snakemake(tmp_path, config, "results/windows/nontata/class_counts.tsv", dry=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = (tmp_path / "logs/labelled_windows/nontata.log").read_text()
+    assert "split by similarity (21-mers, linked at 50% shared" in log
+    assert "the largest holds" in log and "label 0:" in log
+    tables = {s: pd.read_parquet(tmp_path / f"results/windows/nontata/{s}.parquet") for s in SPLITS}
+    whole = pd.concat([t.assign(split=s) for s, t in tables.items()], ignore_index=True)
+    assert len(whole) == 9034 and whole["group"].nunique() < 0.9 * len(whole)
+    assert (whole.groupby("group")["split"].nunique() == 1).all()
+    counts = pd.read_csv(tmp_path / "results/windows/nontata/class_counts.tsv", sep="\t")
+    assert (counts["largest_group"] > 1).any() and (
+        counts["largest_group"] <= counts["windows"]
+    ).all()
+    groups = whole.groupby(["split", "label"])["group"].nunique()
+    assert counts.set_index(["split", "label"])["groups"].to_dict() == {
+        (s, int(y)): n for (s, y), n in groups.items()
+    }
+
+    config["tasks"]["nontata"]["source"].update(group_column="label", test_groups=["1"])
+    out = snakemake(tmp_path, config, "results/windows/nontata/class_counts.tsv", dry=False)
+    assert out.returncode != 0
+    assert "task 'nontata': split_by: similarity draws every split" in out.stderr

@@ -4,7 +4,8 @@ The nextclade isolates are near-copies of each other and of their species' refer
 split by species keeps each species on one side, and the near-duplicate audit finds (almost) no
 test window copied in training; splitting by isolate (group = genome) or by window puts the same
 species on both sides, and the audit shows half the test windows nearly copied. That contrast is
-why the pipeline splits by group. The last test splits two genomes by chromosome instead.
+why the pipeline splits by group. Then two genomes are split by chromosome instead, and the
+real nontata promoters, whose rows overlap in the genome, by similarity cluster.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from conftest import SHARED_DATA
 
 from dnalm.audit import AuditSettings, audit_task
 from dnalm.fasta import normalise_fasta, read_fasta, record_lengths
+from dnalm.labelled import labelled_windows, read_table, similarity_groups
 from dnalm.windows import (
     SPLITS,
     WindowSpec,
@@ -31,6 +33,7 @@ from dnalm.windows import (
 VIRAL = SHARED_DATA / "genomes" / "viral"
 ISOLATES = VIRAL / "nextclade_isolates"
 NONVIRAL = SHARED_DATA / "genomes" / "nonviral"
+NONTATA = SHARED_DATA / "genomic_benchmarks" / "human_nontata_promoters" / "test.csv"
 
 # Isolate file -> species (the split unit); segment files of one virus are one species. The
 # reference of each file is found through manifest.tsv (source_path = the file's name with
@@ -175,8 +178,8 @@ def test_two_genomes_split_by_chromosome(tmp_path: Path) -> None:
     per_split = table.groupby("split")["label"].nunique()
     assert per_split.to_dict() == {"test": 2, "train": 2, "val": 2}
 
-    everything = task_windows(
-        sheet, paths, SPEC, assignment={"At": "train", "Dm": "train"}, seed=0
+    everything = task_windows(  # a pool split afterwards: val and test are empty on purpose
+        sheet, paths, SPEC, assignment={"At": "train", "Dm": "train"}, seed=0, every_label=False
     )["train"]
     windows = apply_record_splits(everything, table)
     assert sum(len(w) for w in windows.values()) == len(everything)
@@ -204,3 +207,40 @@ def test_two_genomes_split_by_chromosome(tmp_path: Path) -> None:
         record_split_table(sheet, lengths, min_length=10**7, **FRACTIONS)
     with pytest.raises(ValueError, match="lie on records without a split"):
         apply_record_splits(everything, table[table["chrom"] != "Chr1"])
+
+
+def _near_duplicates(splits: dict[str, pd.DataFrame], settings: AuditSettings) -> pd.Series:
+    """The audit's near-duplicate fraction of test (against train), overall and per label."""
+    summary, _ = audit_task(splits["train"], splits["test"], {}, settings, "nontata")
+    return summary.set_index("label")["near_duplicate_fraction"]
+
+
+def test_nontata_promoters_split_by_similarity_do_not_leak() -> None:
+    """config/real_cpu.yaml's task: the row split leaks most negative test sequences (tiles of
+    one region), the similarity split leaves the audit (almost) nothing, at the same sizes."""
+    if not NONTATA.exists():
+        pytest.skip(f"real data {NONTATA} is not present")
+    table = read_table(NONTATA)
+    settings = AuditSettings()  # k 21, min_shared 0.5, max_kmer_windows 256: real_cpu.yaml's
+    split = {"labels": ["0", "1"], "val_fraction": 0.15, "test_fraction": 0.2, "seed": 0}
+    by_row = labelled_windows(table, task="nontata", **split)
+    before = _near_duplicates(by_row, settings)
+    assert before["0"] > 0.5 and before["all"] > 0.2
+
+    grouped, clusters = similarity_groups(
+        table,
+        k=settings.k,
+        min_shared=settings.min_shared,
+        max_kmer_windows=settings.max_kmer_windows,
+    )
+    assert clusters.count < 0.9 * len(table) and clusters.largest_share < 0.02
+    splits = labelled_windows(grouped, task="nontata", **split)
+    after = _near_duplicates(splits, settings)
+    assert (after < 0.05).all(), after.to_dict()
+    val = _near_duplicates({"train": splits["train"], "test": splits["val"]}, settings)
+    assert (val < 0.05).all(), val.to_dict()
+    # the draw still meets each label's share: whole clusters, yet the sizes of the row split
+    for name in SPLITS:
+        got = splits[name]["label"].value_counts()
+        want = by_row[name]["label"].value_counts()
+        assert ((got - want).abs() <= 0.02 * want).all(), (name, got.to_dict(), want.to_dict())

@@ -144,7 +144,7 @@ def check_results(workdir: Path, config: dict) -> pd.DataFrame:
     jobs = dict(zip(bench["rule"], bench["jobs"], strict=True))
     n_runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
     assert jobs["pretrain"] == len(config["models"]) and jobs["aggregate"] == 1
-    assert jobs["finetune"] == jobs["scratch"] == n_runs
+    assert jobs["finetune"] == 2 * n_runs  # both inits are one rule
     assert (bench["total_s"] > 0).all() and (bench["max_rss_mb"] > 0).all()
     software = pd.read_csv(workdir / "results/summary/software.tsv", sep="\t")
     assert {"python", "torch", "transformers", "snakemake", "cuda_available"} <= set(
@@ -215,29 +215,33 @@ def test_simulated_chain_end_to_end(tmp_path):
     # `all` is counted whenever any of its inputs is remade.
     assert planned_jobs(tmp_path) == {}
     tail = {"aggregate": 1, "provenance": 1, "all": 1}
-    # a fine-tuning setting: every run and the prediction from one of them
+    # a fine-tuning setting: every run and the prediction from one of them, not the baselines
     plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(lr=5.0e-4))
-    assert plan == {"finetune": 4, "scratch": 4, "predict": 1, **tail}, plan
+    assert plan == {"finetune": 8, "predict": 1, **tail}, plan
+    # a baseline's setting: that baseline's runs only (1 task x 2 seeds)
+    plan = plan_after(tmp_path, config, lambda c: c.update(baselines={"cnn": {"epochs": 3}}))
+    assert plan == {"baseline": 2, **tail}, plan
     # a task's windowing: its windows, audit and tokens onward; never the split or pretraining
     plan = plan_after(
         tmp_path, config, lambda c: c["tasks"]["virus_vs_host"].update(max_windows_per_genome=50)
     )
     task_tokens = 3 * 2  # train/val/test x 2 tokenizers
     expected = {"task_windows": 1, "audit": 1, "tokenize": task_tokens, "predict": 1}
-    assert plan == {**expected, "finetune": 4, "scratch": 4, **tail}, plan
+    assert plan == {**expected, "finetune": 8, "baseline": 4, **tail}, plan
     # a tokenizer setting (k of gpt-micro's k-mers): that tokenizer's shards (pretraining
     # train/val + the task's 3 splits), gpt-micro's pretraining and runs; hyena-micro's char
     # tokens, its runs and the prediction (made with hyena-micro) are left alone
     plan = plan_after(tmp_path, config, lambda c: c["tokenizers"]["kmer"].update(k=3))
-    expected = {"build_tokenizer": 1, "tokenize": 5, "pretrain": 1, "finetune": 2, "scratch": 2}
+    expected = {"build_tokenizer": 1, "tokenize": 5, "pretrain": 1, "finetune": 4}
     assert plan == {**expected, **tail}, plan
-    # a pretraining setting: both pretrainings and the runs that start from them, not scratch
+    # a pretraining setting: both pretrainings and the runs that start from them, not the
+    # scratch runs (`finetune` jobs with init=scratch)
     plan = plan_after(tmp_path, config, lambda c: c["pretrain"].update(lr=1.0e-3))
     assert plan == {"pretrain": 2, "finetune": 4, "predict": 1, **tail}, plan
-    # a new seed: only its runs (1 finetune + 1 scratch per task x model); the seed list is not
-    # a run's param, so the existing seeds' runs stay
+    # a new seed: only its runs (one per init, task and model); the seed list is not a run's
+    # param, so the existing seeds' runs stay
     plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(seeds=[0, 1, 2]))
-    assert plan == {"finetune": 2, "scratch": 2, **tail}, plan
+    assert plan == {"finetune": 4, "baseline": 2, **tail}, plan
     # a new genome (a new group, pretrained on): only it is acquired; the split, both window
     # sets, every token shard, both pretrainings and every run are redone, since any of them may
     # change with the new genome
@@ -250,7 +254,7 @@ def test_simulated_chain_end_to_end(tmp_path):
     }
     plan = plan_after(tmp_path, config, sheet=[*simulated_sheet(), new])
     expected = {"acquire_genome": 1, "split_groups": 1, "pretrain_windows": 1, "task_windows": 1}
-    expected |= {"audit": 1, "tokenize": 2 * 5, "pretrain": 2, "finetune": 4, "scratch": 4}
+    expected |= {"audit": 1, "tokenize": 2 * 5, "pretrain": 2, "finetune": 8, "baseline": 4}
     assert plan == {**expected, "predict": 1, **tail}, plan
     assert planned_jobs(tmp_path) == {}  # every case put the finished run's config back
 

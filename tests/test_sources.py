@@ -25,11 +25,31 @@ def test_kinds():
         ("refseq:viral", "refseq", ("viral",)),
         ("ucsc:hg38", "ucsc", ("hg38",)),
         ("ucsc:hg38:chr21,chr22", "ucsc", ("hg38", "chr21", "chr22")),
+        ("ncbi:NC_003070.9:1-304276,NC_000932.1", "ncbi", ("NC_003070.9:1-304276", "NC_000932.1")),
     ],
 )
 def test_download_kinds_parse_without_network(source, kind, args):
     parsed = parse_source(source)
     assert (parsed.kind, parsed.args, parsed.is_download) == (kind, args, True)
+    assert parsed.mirror == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "kind", "mirror"),
+    [
+        (
+            "ncbi:NC_000913.3?mirror=Ecoli_K12_MG1655_NC_000913.3.fna.gz",
+            "ncbi",
+            "Ecoli_K12_MG1655_NC_000913.3.fna.gz",
+        ),
+        ("ucsc:hg38:chr2?mirror=genomes/chr2.fa.gz", "ucsc", "genomes/chr2.fa.gz"),
+        ("assembly:GCF_000005845.2?mirror=ecoli.fna", "assembly", "ecoli.fna"),
+        ("https://example.org/x.fa.gz?mirror=y", "url", ""),  # a URL's query is the server's
+    ],
+)
+def test_a_download_names_its_mirror_file(source, kind, mirror):
+    parsed = parse_source(source)
+    assert (parsed.kind, parsed.mirror, parsed.value) == (kind, mirror, source)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +64,11 @@ def test_download_kinds_parse_without_network(source, kind, args):
         ("refseq:bacteria", "only refseq:viral"),
         ("ucsc:hg38:chr1,chr1", "listed twice"),
         ("ucsc:hg 38", "ucsc:<assembly>"),
+        ("ncbi:NC_003070.9:300-200", "a region is ACC:START-STOP"),
+        ("ncbi:NC_003070.9:0-200", "1-based"),
+        ("ncbi:NC_003070.9:1-2:3", "a region is ACC:START-STOP"),
+        ("ncbi:NC_003070.9?mirror=", "?mirror=<file name>"),
+        ("ncbi:NC_003070.9?checksum=1", "the only option"),
     ],
 )
 def test_bad_download_sources_fail_clearly(source, message):
@@ -74,6 +99,8 @@ def test_settings_take_the_api_key_from_the_environment_only():
     assert settings.ncbi_email == "me@example.org"
     assert "env-key" not in repr(settings)
     assert AcquireSettings.from_config({"ncbi_email": "a@b.c"}, environ={}).ncbi_email == "a@b.c"
+    assert AcquireSettings.from_config({"mirror": None}, environ={}).mirror == ""
+    assert AcquireSettings.from_config({"mirror": "../m"}, environ={}).mirror == "../m"
 
 
 def test_metagenome_options():

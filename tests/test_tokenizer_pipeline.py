@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 from conftest import ROOT, run_snakemake
 
@@ -96,20 +95,3 @@ def test_kmer_and_bpe_tokenizers_and_shards(tmp_path):
     stats = (plan.stdout + plan.stderr).split("Job stats:", 1)[1].split("\n\n", 1)[0]
     assert "build_tokenizer        1" in stats and "tokenize               1" in stats, stats
     assert "pretrain_windows" not in stats
-
-
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [
-        ({"kind": "kmer", "k": 4, "stride": 6}, "kmer stride must be an integer from 1"),
-        ({"kind": "bpe"}, "'vocab_size' is a required property"),
-        ({"kind": "char", "k": 3}, "Additional properties are not allowed ('k' was unexpected)"),
-    ],
-)
-def test_bad_tokenizer_entries_fail_at_parse_time(tmp_path, entry, message):
-    config = tiny_config()
-    config["tokenizers"]["kmer6"] = entry
-    out = snakemake(tmp_path, config, "-n")
-    text = out.stdout + out.stderr
-    assert out.returncode != 0 and message in text, text[-3000:]
-    assert not (tmp_path / "results").exists()

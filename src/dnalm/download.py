@@ -24,13 +24,12 @@ import random
 import re
 import shutil
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from dnalm.fasta import file_checksum, is_gzip, parse_checksum  # one checksum syntax everywhere
@@ -39,7 +38,6 @@ from dnalm.files import atomic_write
 __all__ = [
     "DownloadChecksumError",
     "DownloadError",
-    "RateLimiter",
     "check_gzip",
     "concatenate",
     "download",
@@ -83,25 +81,6 @@ class _Transient(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class RateLimiter:
-    """Spaces calls at least 1/rate seconds apart (thread-safe), as NCBI's usage policy asks."""
-
-    def __init__(self, requests_per_second: float) -> None:
-        if requests_per_second <= 0:
-            raise ValueError(f"requests_per_second must be positive, got {requests_per_second!r}")
-        self.interval = 1.0 / requests_per_second
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now < self._next:
-                time.sleep(self._next - now)
-                now = self._next
-            self._next = now + self.interval
 
 
 # --------------------------------------------------------------------------- integrity
@@ -171,7 +150,6 @@ def _attempt(
     url: str,
     part: Path,
     *,
-    data: bytes | None,
     headers: Mapping[str, str],
     timeout: float,
     log: logging.Logger,
@@ -180,10 +158,10 @@ def _attempt(
     """One request; appends to `part` (resuming) or rewrites it. Raises _Transient to retry."""
     scheme = urllib.parse.urlsplit(url).scheme
     offset = part.stat().st_size if part.exists() else 0
-    if offset and (data is not None or scheme == "ftp"):
-        part.unlink()  # a POST answer or an FTP transfer cannot be resumed
+    if offset and scheme == "ftp":
+        part.unlink()  # an FTP transfer cannot be resumed
         offset = 0
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    request = urllib.request.Request(url)
     request.add_header("User-Agent", USER_AGENT)
     for key, value in headers.items():
         request.add_header(key, value)
@@ -260,9 +238,7 @@ def download(
     backoff: float = 2.0,
     max_backoff: float = 120.0,
     timeout: float = 60.0,
-    data: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    before_request: Callable[[], None] | None = None,
     gzip_check: bool = True,
     reuse: bool = True,
     progress_every: float = 10.0,
@@ -272,8 +248,7 @@ def download(
 
     `checksum` (`sha256:<hex>`, `md5:<hex>` or bare hex) is verified before the file is moved
     into place. With `reuse`, an existing `dest` is kept when it matches the checksum (or when
-    no checksum is given). `data` makes the request a POST (never resumed). `before_request` runs
-    before every attempt (a rate limiter). Retries wait `backoff * 2**attempt` seconds (capped,
+    no checksum is given). Retries wait `backoff * 2**attempt` seconds (capped,
     with a little jitter, or the server's Retry-After when longer).
     """
     log = log or _log
@@ -294,13 +269,10 @@ def download(
     part = dest.with_name(dest.name + ".part")
     failures: list[str] = []
     for attempt in range(retries + 1):
-        if before_request is not None:
-            before_request()
         try:
             _attempt(
                 url,
                 part,
-                data=data,
                 headers=headers or {},
                 timeout=timeout,
                 log=log,
@@ -310,12 +282,9 @@ def download(
         except _Transient as err:
             failures.append(str(err))
             if attempt == retries:
-                if data is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        part.unlink()
                 kept = (
                     f"; the partial file {part} is kept and the next run resumes it"
-                    if part.exists() and data is None
+                    if part.exists()
                     else ""
                 )
                 raise DownloadError(

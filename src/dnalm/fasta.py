@@ -21,12 +21,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import pyfaidx
-import pysam
 
+from dnalm.bgzf import DEFAULT_LEVEL, BgzfWriter
 from dnalm.files import atomic_paths
 
 __all__ = [
@@ -75,6 +75,7 @@ _OTHER_MAGIC = {
 }
 _GENBANK_SUFFIXES = (".gb", ".gbk", ".genbank", ".gbff")
 _READ_CHUNK = 1 << 20
+_PART = 1 << 22  # most bases normalise_fasta works on at once (a piece is about one read)
 _RNA_TO_DNA = str.maketrans("Uu", "Tt")
 _MASK_AMBIGUITY = str.maketrans(
     AMBIGUITY_CODES + AMBIGUITY_CODES.lower(),
@@ -296,10 +297,6 @@ def check_sequence_lines(
     return seq
 
 
-def _check_record(path: Path, record: str, header_line: int, lines: list[bytes]) -> str:
-    return check_sequence_lines(path, record, lines, header_line + 1).decode("ascii")
-
-
 def _record_id(path: Path, raw: bytes, line_no: int) -> str:
     """The first word of a '>' line, checked to be something samtools and file names survive."""
     if b"\r" in raw.rstrip():
@@ -381,56 +378,175 @@ def read_fasta(
 
 def _read_records(path: Path, empty_records: str, skipped: list[str]) -> Iterator[tuple[str, str]]:
     """read_fasta's body; appends the ids of skipped empty records to `skipped`."""
-    if sequence_format(path) == "genbank":
-        yield from _read_genbank(path, empty_records, skipped)
-        return
-    seen: dict[str, int] = {}
-    record: str | None = None
-    header_line = 0
-    lines: list[bytes] = []
-    line_no = 0
-    yielded = 0
-
-    def finish() -> Iterator[tuple[str, str]]:
-        nonlocal yielded
-        if any(lines):
-            yielded += 1
-            yield record, _check_record(path, record, header_line, lines)
+    parts: list[bytes] = []
+    for piece in _scan_records(path, empty_records, skipped):
+        if piece.bases is None:
+            yield piece.record, b"".join(parts).decode("ascii")
+            parts = []
         else:
-            _empty_record(path, record, header_line, empty_records, skipped)
+            parts.append(piece.bases)
 
-    with _open_binary(path) as fh:
-        try:
-            for line_no, raw in enumerate(_iter_lines(fh), start=1):
-                if raw[:1] == b">":
-                    if record is not None:
-                        yield from finish()
-                    record = _record_id(path, raw, line_no)
-                    if record in seen:
-                        raise FastaFormatError(
-                            path,
-                            f"duplicate record id {record!r} (first used on line {seen[record]}, "
-                            f"again on line {line_no}); rename one so that ids are unique",
-                            record=record,
-                            line=line_no,
-                        )
-                    seen[record] = line_no
-                    header_line = line_no
-                    lines = []
-                    continue
-                line = raw.rstrip()  # CRLF and trailing blanks
-                if record is None:
+
+class Piece(NamedTuple):
+    """Checked bases of one record, as they are read; `bases` None: the record is complete.
+
+    `other` holds the piece's bytes that are not ACGT, in order (None: not worked out). The
+    scanner gets them from the one pass that checks the bases, and they are few in most
+    genomes, so counting bases and finding runs of N need no further pass over the piece.
+    """
+
+    record: str
+    bases: bytes | None
+    other: bytes | None = None
+
+
+def _scan_records(path: Path, empty_records: str, skipped: list[str]) -> Iterator[Piece]:
+    """The checked sequence of every record as it is read: pieces of bases, then an end piece
+    once the record is complete and valid; skipped records yield nothing."""
+    if sequence_format(path) == "genbank":
+        for record, seq in _read_genbank(path, empty_records, skipped):
+            yield Piece(record, seq.encode("ascii"))
+            yield Piece(record, None)
+        return
+    yield from _FastaScanner(path, empty_records, skipped).pieces()
+
+
+_SEQUENCE_LINES = (IUPAC_NUCLEOTIDES + IUPAC_NUCLEOTIDES.lower() + "\n").encode()
+
+
+def _reads(fh: BinaryIO) -> Iterator[bytes]:
+    """The file a read at a time, less the UTF-8 byte-order mark that Windows editors put
+    before the first '>', however the reads cut it."""
+    head = b""
+    while len(head) < len(_UTF8_BOM) and (chunk := fh.read(_READ_CHUNK)):
+        head += chunk
+    if head := head.removeprefix(_UTF8_BOM):
+        yield head
+    while chunk := fh.read(_READ_CHUNK):
+        yield chunk
+
+
+class _FastaScanner:
+    """FASTA checked a read (1 MiB) at a time, with the errors of a line-by-line parser.
+
+    A run of sequence lines is checked with one `bytes.translate` that deletes A, C, G and T:
+    what is left (line breaks, N, ambiguity codes, anything invalid) is small and checked at
+    once. Only a run holding something unusual (trailing blanks, CR not before LF, an invalid
+    byte) is split into lines, where `check_sequence_lines` finds the bad byte's line and
+    column. A bad base is raised when its record ends, and a damaged gzip stream before it, as
+    a line-by-line reader that checks each record at its end would.
+    """
+
+    def __init__(self, path: Path, empty_records: str, skipped: list[str]) -> None:
+        self.path = path
+        self.empty_records = empty_records
+        self.skipped = skipped
+        self.seen: dict[str, int] = {}
+        self.record: str | None = None
+        self.header_line = 0
+        self.line_no = 0  # complete lines read so far
+        self.bases = 0  # bases of the current record so far
+        self.pending: FastaFormatError | None = None  # the current record's first bad base
+        self.yielded = 0
+
+    def pieces(self) -> Iterator[Piece]:
+        path = self.path
+        with _open_binary(path) as fh:
+            try:
+                partial: list[bytes] = []  # the start of a line longer than one read
+                for chunk in _reads(fh):
+                    cut = chunk.rfind(b"\n") + 1
+                    if not cut:
+                        partial.append(chunk)
+                        continue
+                    lines = b"".join([*partial, chunk[:cut]]) if partial else chunk[:cut]
+                    partial = [chunk[cut:]] if cut < len(chunk) else []
+                    yield from self._lines(lines)
+                if partial:  # a last line without a line break
+                    yield from self._lines(b"".join(partial) + b"\n")
+            except _GZIP_ERRORS as exc:
+                line = self.line_no + 1 if self.line_no else None
+                raise gzip_error(path, exc, self.record, line) from exc
+        if self.record is None:
+            raise no_records_error(path)
+        yield from self._finish()
+        if not self.yielded:
+            raise FastaFormatError(path, "every record is empty; there is no sequence to use")
+
+    def _lines(self, data: bytes) -> Iterator[Piece]:
+        """Complete lines (`data` ends with a line break): headers and runs of sequence lines."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if data[pos] == 62:  # '>': a header line
+                stop = data.index(b"\n", pos)
+                self.line_no += 1
+                yield from self._header(data[pos:stop])
+                pos = stop + 1
+                continue
+            stop = pos  # the next line that starts with '>' (memchr, then a look back)
+            while (stop := data.find(b">", stop + 1)) >= 0 and data[stop - 1] != 10:
+                pass
+            stop = end if stop < 0 else stop
+            piece = self._sequence(data[pos:stop])
+            if piece is not None:
+                yield piece
+            pos = stop
+
+    def _header(self, raw: bytes) -> Iterator[Piece]:
+        if self.record is not None:
+            yield from self._finish()
+        record = _record_id(self.path, raw, self.line_no)
+        if record in self.seen:
+            raise FastaFormatError(
+                self.path,
+                f"duplicate record id {record!r} (first used on line {self.seen[record]}, "
+                f"again on line {self.line_no}); rename one so that ids are unique",
+                record=record,
+                line=self.line_no,
+            )
+        self.seen[record] = self.line_no
+        self.record, self.header_line = record, self.line_no
+        self.bases, self.pending = 0, None
+
+    def _sequence(self, run: bytes) -> Piece | None:
+        """The bases of a run of complete sequence lines, checked; None when it has none, or
+        once the record has a bad base (only its first one is reported)."""
+        first_line = self.line_no + 1
+        if self.record is None or self.pending is not None:
+            self.line_no += run.count(b"\n")
+            if self.pending is None:  # before the first header only blank lines may come
+                for n, line in enumerate(run.split(b"\n"), start=first_line):
                     if line.strip():
-                        raise preamble_error(path, line_no)
-                    continue
-                lines.append(line)
-        except _GZIP_ERRORS as exc:
-            raise gzip_error(path, exc, record, line_no + 1 if line_no else None) from exc
-    if record is None:
-        raise no_records_error(path)
-    yield from finish()
-    if not yielded:
-        raise FastaFormatError(path, "every record is empty; there is no sequence to use")
+                        raise preamble_error(self.path, n)
+            return None
+        body = run.replace(b"\r\n", b"\n") if b"\r" in run else run
+        other = body.translate(None, ACGT_BYTES)  # line breaks and the few non-ACGT bases
+        self.line_no += other.count(b"\n")
+        if not other.translate(None, _SEQUENCE_LINES):  # only bases and line breaks
+            seq, other = body.replace(b"\n", b""), other.replace(b"\n", b"")
+        else:
+            lines = [line.rstrip() for line in run.split(b"\n")[:-1]]
+            try:
+                seq = check_sequence_lines(self.path, self.record, lines, first_line, self.bases)
+            except FastaFormatError as err:
+                self.pending = err
+                return None
+            other = seq.translate(None, ACGT_BYTES)
+        if not seq:
+            return None
+        self.bases += len(seq)
+        return Piece(self.record, seq, other)
+
+    def _finish(self) -> Iterator[Piece]:
+        if self.pending is not None:
+            raise self.pending
+        if self.bases:
+            self.yielded += 1
+            yield Piece(self.record, None)
+        else:
+            _empty_record(
+                self.path, self.record, self.header_line, self.empty_records, self.skipped
+            )
 
 
 # --------------------------------------------------------------------------- GenBank
@@ -605,45 +721,190 @@ def ambiguous_bed_path(fasta: str | os.PathLike[str]) -> Path | None:
     return fasta.with_name(fasta.name.removesuffix(".fa.gz") + AMBIGUOUS_BED_SUFFIX)
 
 
-def ambiguous_runs(seq: bytes, *, chunk: int = _SCAN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends) of the maximal runs of non-ACGT bytes (N, IUPAC codes, either case),
-    0-based half-open, sorted.
+class _Runs:
+    """The runs of non-ACGT bytes of one record, fed a part at a time; a part of only ACGT,
+    the usual case, is recognised by `bytes.translate` at memory speed."""
 
-    Scanned `chunk` bases at a time so that a chromosome costs a few chunks of memory; a chunk
-    of only ACGT, the usual case, is recognised by `bytes.translate` at memory speed.
-    """
-    starts: list[np.ndarray] = []
-    ends: list[np.ndarray] = []
-    inside = 0  # whether the bases before this chunk end inside a run
-    for lo in range(0, len(seq), chunk):
-        part = seq[lo : lo + chunk]
-        if not part.translate(None, ACGT_BYTES):
-            if inside:
-                ends.append(np.array([lo], dtype=np.int64))
-                inside = 0
-            continue
+    def __init__(self) -> None:
+        self.length = 0
+        self.inside = 0  # whether the bases so far end inside a run
+        self.starts: list[np.ndarray] = []
+        self.ends: list[np.ndarray] = []
+
+    def feed(self, part: bytes, other: bytes | None = None) -> None:
+        """`other`: the part's non-ACGT bytes, when the caller has them already."""
+        lo = self.length
+        self.length += len(part)
+        if not part:
+            return
+        if not (part.translate(None, ACGT_BYTES) if other is None else other):
+            if self.inside:
+                self.ends.append(np.array([lo], dtype=np.int64))
+                self.inside = 0
+            return
         flags = np.frombuffer(part.translate(AMBIGUOUS_FLAG), dtype=np.int8)
-        step = np.diff(flags, prepend=np.int8(inside))  # +1 where a run starts, -1 where it ends
+        step = np.diff(flags, prepend=np.int8(self.inside))  # +1 where a run starts, -1 ends
         at = np.flatnonzero(step != 0)
         kind = step[at]
-        starts.append(lo + at[kind > 0])
-        ends.append(lo + at[kind < 0])
-        inside = int(flags[-1])
-    if inside:
-        ends.append(np.array([len(seq)], dtype=np.int64))
-    empty = np.zeros(0, dtype=np.int64)
-    return (
-        np.concatenate(starts).astype(np.int64) if starts else empty,
-        np.concatenate(ends).astype(np.int64) if ends else empty,
-    )
+        self.starts.append(lo + at[kind > 0])
+        self.ends.append(lo + at[kind < 0])
+        self.inside = int(flags[-1])
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.inside:
+            self.ends.append(np.array([self.length], dtype=np.int64))
+            self.inside = 0
+        empty = np.zeros(0, dtype=np.int64)
+        return (
+            np.concatenate(self.starts).astype(np.int64) if self.starts else empty,
+            np.concatenate(self.ends).astype(np.int64) if self.ends else empty,
+        )
 
 
-def _base_counts(seq: bytes, *, chunk: int = _SCAN_CHUNK) -> np.ndarray:
-    """Count of every byte value; by chunks because bincount widens its input to 8 bytes."""
-    counts = np.zeros(256, dtype=np.int64)
+def ambiguous_runs(seq: bytes, *, chunk: int = _SCAN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the maximal runs of non-ACGT bytes (N, IUPAC codes, either case),
+    0-based half-open, sorted; scanned `chunk` bases at a time, which bounds the memory."""
+    runs = _Runs()
     for lo in range(0, len(seq), chunk):
-        counts += np.bincount(np.frombuffer(seq[lo : lo + chunk], np.uint8), minlength=256)
-    return counts
+        runs.feed(seq[lo : lo + chunk])
+    return runs.finish()
+
+
+class _LineWrapper:
+    """Cuts one record's bases, arriving in parts, into lines of `width` bases: whole blocks
+    of lines at once through a numpy view, so no Python loop runs per line."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.carry = b""  # the bases of the line not yet complete
+
+    def wrap(self, bases: bytes) -> list:
+        """The complete lines that `bases` finish, as buffers to write in order."""
+        width = self.width
+        out: list = []
+        start = 0
+        if self.carry:
+            need = width - len(self.carry)
+            if len(bases) < need:
+                self.carry += bases
+                return out
+            out.append(self.carry + bases[:need] + b"\n")
+            self.carry = b""
+            start = need
+        rows = (len(bases) - start) // width
+        if rows:
+            lines = np.empty((rows, width + 1), dtype=np.uint8)
+            lines[:, :width] = np.frombuffer(
+                bases, dtype=np.uint8, count=rows * width, offset=start
+            ).reshape(rows, width)
+            lines[:, width] = ord("\n")
+            out.append(lines)
+        self.carry = bases[start + rows * width :]
+        return out
+
+    def end(self) -> bytes:
+        rest, self.carry = self.carry, b""
+        return rest + b"\n" if rest else b""
+
+
+def _translation(soft_mask: str, rna_to_dna: bool, iupac: str) -> bytes | None:
+    """One `bytes.translate` table for all of the case, RNA and IUPAC options, applied in that
+    order; None when the bases are written as read."""
+    steps = []
+    if soft_mask == "upper":
+        steps.append(
+            bytes.maketrans(IUPAC_NUCLEOTIDES.lower().encode(), IUPAC_NUCLEOTIDES.encode())
+        )
+    if rna_to_dna:
+        steps.append(bytes.maketrans(b"Uu", b"Tt"))
+    if iupac == "mask":
+        codes = AMBIGUITY_CODES + AMBIGUITY_CODES.lower()
+        steps.append(bytes.maketrans(codes.encode(), b"N" * 10 + b"n" * 10))
+    table = bytes(range(256))
+    for step in steps:
+        table = table.translate(step)
+    return table if steps else None
+
+
+class _RecordSink:
+    """Writes records, a piece at a time, to a BGZF writer, and keeps what the side files
+    need: the .fai lines, the runs of non-ACGT bases, and the base counts of the stats."""
+
+    def __init__(self, out: BgzfWriter, width: int, table: bytes | None, bed: bool) -> None:
+        self.out = out
+        self.width = width
+        self.table = table
+        # bytes the table changes: when none is among a piece's non-ACGT bytes, and the table
+        # leaves A, C, G, T alone (no upper-casing), the piece is written as it is
+        changes = bytes(b for b in range(256) if table is not None and table[b] != b)
+        self.unchanged = bytes(sorted(set(range(256)) - set(changes)))
+        self.translate_all = bool(set(changes) & set(ACGT_BYTES))
+        self.bed = bed
+        self.other_counts = np.zeros(256, dtype=np.int64)  # of every byte that is not ACGT
+        self.acgt = 0
+        self.gc = 0
+        self.fai: list[str] = []
+        self.runs: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.record: str | None = None
+        self.offset = 0  # uncompressed offset of the record's first base
+        self.length = 0
+        self.lines = _LineWrapper(width)
+        self.record_runs = _Runs()
+
+    def add(self, piece: Piece) -> None:
+        if piece.record != self.record:
+            self.record = piece.record
+            self.out.write(f">{piece.record}\n".encode())
+            self.offset, self.length = self.out.tell(), 0
+            self.lines, self.record_runs = _LineWrapper(self.width), _Runs()
+        if len(piece.bases) <= _PART:
+            self._part(piece.bases, piece.other)
+            return
+        for lo in range(0, len(piece.bases), _PART):  # a very long line: bounds the work arrays
+            self._part(piece.bases[lo : lo + _PART], None)
+
+    def _part(self, part: bytes, other: bytes | None) -> None:
+        if other is None:
+            other = part.translate(None, ACGT_BYTES)
+        if self.table is not None and (self.translate_all or other.translate(None, self.unchanged)):
+            part = part.translate(self.table)
+            other = other.translate(self.table).translate(None, ACGT_BYTES)
+        view = np.frombuffer(other, dtype=np.uint8)
+        self.other_counts += np.bincount(view, minlength=256)
+        self.acgt += len(part) - len(other)
+        # bit 1 (value 2) is set in C, G, c and g and clear in A, T, a and t
+        self.gc += np.count_nonzero(np.frombuffer(part, dtype=np.uint8) & 2)
+        self.gc -= np.count_nonzero(view & 2)
+        if self.bed:
+            self.record_runs.feed(part, other)
+        for buffer in self.lines.wrap(part):
+            self.out.write(buffer)
+        self.length += len(part)
+
+    def end(self, record: str) -> int:
+        """Finishes the record (its last line, .fai line and runs); returns its length."""
+        self.out.write(self.lines.end())
+        length, width = self.length, min(self.width, self.length)
+        self.fai.append(f"{record}\t{length}\t{self.offset}\t{width}\t{width + 1}\n")
+        if self.bed:
+            starts, ends = self.record_runs.finish()
+            if len(starts):
+                self.runs.append((record, starts, ends))
+        self.record = None
+        return length
+
+    def fractions(self, bases: int) -> tuple[float, float, float]:
+        """GC among ACGT, N, and ambiguity codes other than N: the stats' fractions."""
+
+        def both(c: str) -> int:
+            return int(self.other_counts[ord(c)] + self.other_counts[ord(c.lower())])
+
+        ambiguous = sum(both(c) for c in AMBIGUITY_CODES)
+        return (
+            self.gc / self.acgt if self.acgt else 0.0,
+            both("N") / bases if bases else 0.0,
+            ambiguous / bases if bases else 0.0,
+        )
 
 
 def _write_ambiguous_bed(
@@ -673,6 +934,8 @@ def normalise_fasta(
     iupac: str = "keep",
     empty_records: str = "error",
     ambiguous_bed: bool = True,
+    threads: int = 1,
+    compress_level: int = DEFAULT_LEVEL,
 ) -> FastaStats:
     """Rewrite ``src`` (FASTA or GenBank) as BGZF FASTA + .fai + .gzi, all or nothing.
 
@@ -686,6 +949,11 @@ def normalise_fasta(
     (ambiguous_bed_path): this pass reads every base anyway, and with that small table the
     windows step needs only record lengths and runs, never the sequence. Without it, a BED
     left from an earlier normalisation is removed, so that no stale one outlives its FASTA.
+
+    The records stream through: memory does not grow with the genome. Deflating is most of
+    the work, so BGZF blocks are compressed on `threads` threads; at `compress_level` 6
+    (zlib's default, as bgzip and pysam use) the files are byte for byte those of htslib.
+    The .fai and .gzi are written from what was written, as samtools faidx would index it.
     """
     if soft_mask not in ("keep", "upper"):
         raise ValueError(f"soft_mask must be 'keep' or 'upper', got {soft_mask!r}")
@@ -695,6 +963,10 @@ def normalise_fasta(
         raise ValueError(f"empty_records must be 'error' or 'skip', got {empty_records!r}")
     if not isinstance(line_width, int) or line_width < 1:
         raise ValueError(f"line_width must be a positive integer, got {line_width!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if not isinstance(compress_level, int) or not 1 <= compress_level <= 9:
+        raise ValueError(f"compress_level must be an integer 1-9, got {compress_level!r}")
     dest = Path(dest)
     if not dest.name.endswith(".fa.gz"):
         raise ValueError(f"{dest}: destination must end in '.fa.gz' (BGZF-compressed FASTA)")
@@ -710,51 +982,33 @@ def normalise_fasta(
     if not ambiguous_bed:
         del final[AMBIGUOUS_BED_SUFFIX]
     stats = FastaStats()
-    counts = np.zeros(256, dtype=np.int64)
-    runs: list[tuple[str, np.ndarray, np.ndarray]] = []
+    table = _translation(soft_mask, rna_to_dna, iupac)
+    pieces = _scan_records(Path(src), empty_records, stats.skipped_records)
     # the data file last: its existence means "complete"
     order = [s for s in (".gzi", ".fai", AMBIGUOUS_BED_SUFFIX, "") if s in final]
     with atomic_paths(*(final[s] for s in order)) as paths:
         temps = dict(zip(order, paths, strict=True))
-        with pysam.BGZFile(str(temps[""]), "wb") as out:
-            for record_id, seq in _read_records(Path(src), empty_records, stats.skipped_records):
-                if soft_mask == "upper":
-                    seq = seq.upper()
-                if rna_to_dna:
-                    seq = seq.translate(_RNA_TO_DNA)
-                if iupac == "mask":
-                    seq = seq.translate(_MASK_AMBIGUITY)
-                out.write(_format_record(record_id, seq, line_width))
-                raw = seq.encode("ascii")
-                counts += _base_counts(raw)
-                if ambiguous_bed:
-                    starts, ends = ambiguous_runs(raw)
-                    if len(starts):
-                        runs.append((record_id, starts, ends))
-                stats.records += 1
-                stats.lengths[record_id] = len(seq)
-        indexes = {suffix: f"{temps['']}{suffix}" for suffix in (".fai", ".gzi")}
-        try:
-            pysam.faidx(str(temps[""]))  # writes <tmp>.fai and <tmp>.gzi exactly as samtools
-            for suffix, written in indexes.items():
-                os.replace(written, temps[suffix])
-        finally:
-            _remove_quietly(*indexes.values())
+        with (
+            open(temps[""], "wb") as raw,
+            BgzfWriter(raw, level=compress_level, threads=threads) as out,
+        ):
+            sink = _RecordSink(out, line_width, table, ambiguous_bed)
+            for piece in pieces:
+                if piece.bases is None:  # the record is complete and valid
+                    stats.lengths[piece.record] = sink.end(piece.record)
+                    stats.records += 1
+                else:
+                    sink.add(piece)
+        out.write_gzi(temps[".gzi"])
+        temps[".fai"].write_text("".join(sink.fai), encoding="utf-8")
         if ambiguous_bed:
             bases = sum(stats.lengths.values())
-            _write_ambiguous_bed(temps[AMBIGUOUS_BED_SUFFIX], runs, stats.records, bases)
+            _write_ambiguous_bed(temps[AMBIGUOUS_BED_SUFFIX], sink.runs, stats.records, bases)
     if not ambiguous_bed:
         _remove_quietly(bed)
 
-    def both(c: str) -> int:
-        return int(counts[ord(c)] + counts[ord(c.lower())])
-
     stats.bases = int(sum(stats.lengths.values()))
-    acgt = sum(both(c) for c in "ACGT")
-    stats.gc_fraction = (both("G") + both("C")) / acgt if acgt else 0.0
-    stats.n_fraction = both("N") / stats.bases if stats.bases else 0.0
-    ambiguous = sum(both(c) for c in AMBIGUITY_CODES)
-    stats.ambiguous_fraction = ambiguous / stats.bases if stats.bases else 0.0
+    stats.gc_fraction, stats.n_fraction, stats.ambiguous_fraction = sink.fractions(stats.bases)
     return stats
 
 

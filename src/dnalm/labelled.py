@@ -13,8 +13,9 @@ plus `group` and `split` when the source has them):
   the split of each file comes from its path, as the Hub names splits).
 
 Every problem is reported with the file, line (or record) and column, because these files are
-hand-made more often than genomes are. The table is then split (`assign_splits`) and written
-with the same columns as genome-task windows plus the inline `sequence` (`labelled_windows`).
+hand-made more often than genomes are. The table is then split (`assign_splits`; with
+`split_by: similarity` over clusters of near-duplicates, `similarity_groups`) and written with the
+same columns as genome-task windows plus the inline `sequence` (`labelled_windows`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import fnmatch
 import gzip
 import os
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dnalm.fasta import IUPAC_NUCLEOTIDES, is_gzip, read_fasta
+from dnalm.similarity import SimilarityClusters, similarity_clusters
 from dnalm.windows import SPLITS, WINDOW_COLUMNS, downsample, seeded_rng
 
 __all__ = [
@@ -39,6 +42,9 @@ __all__ = [
     "assign_splits",
     "cross_split_duplicates",
     "genomic_benchmarks_dir",
+    "hub_dataset_dir",
+    "hub_datasets",
+    "labelled_downloads",
     "labelled_windows",
     "read_genomic_benchmarks",
     "read_hf_dataset",
@@ -46,6 +52,8 @@ __all__ = [
     "read_source",
     "read_table",
     "read_viraminer",
+    "source_downloads",
+    "similarity_groups",
     "source_paths",
 ]
 
@@ -553,11 +561,118 @@ def read_hf_dataset(
     return _clean(table, sequence_column, label_column)
 
 
-def source_paths(source: Mapping) -> list[str]:
-    """The files (or the GenomicBenchmarks directory) a source reads, as given in the config;
-    none for a Hub dataset, which a job fetches (the workflow names that directory)."""
-    if source.get("format") == "hf_dataset":
+LABELLED_DOWNLOADS = "resources/downloads/labelled"
+HUB_DATASETS = "resources/hub_datasets"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def source_downloads(source: Mapping) -> list[tuple[str, str, str]]:
+    """(url, sha256, local path) of each file a source names by `url`/`urls` with `sha256`.
+
+    The local path, `resources/downloads/labelled/<sha256[:16]>/<the URL's file name>`, is what
+    the task reads: a job fetches it (from acquire.mirror when there, else the URL), never
+    parsing. Its name is the URL's, so a ViraMiner file keeps its experiment as its stem.
+    """
+    if "url" not in source and "urls" not in source:
+        if "sha256" in source:
+            raise ValueError("source: sha256 pins files named by url/urls; give those too")
         return []
+    if source.get("format") == "genomic_benchmarks":
+        raise ValueError(
+            "source: a genomic_benchmarks source is a directory; give its path (the "
+            "genomic_benchmark rule downloads datasets), not a url"
+        )
+    urls = [source["url"]] if "url" in source else list(source["urls"])
+    sums = source.get("sha256", [])
+    sums = [sums] if isinstance(sums, str) else list(sums)
+    if len(sums) != len(urls):
+        raise ValueError(
+            f"source with url {urls[0]}: {len(urls)} url(s) but {len(sums)} sha256 "
+            "checksum(s); pin every file with its sha256 (sha256sum <file>), in url order"
+        )
+    found = []
+    for url, digest in zip(urls, sums, strict=True):
+        parts = urllib.parse.urlsplit(str(url))
+        name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
+        if parts.scheme not in ("http", "https", "ftp") or not parts.netloc or not name:
+            raise ValueError(f"source url {url!r} is not an http(s)/ftp URL of a file")
+        digest = str(digest).strip().lower().removeprefix("sha256:")
+        if not _SHA256.fullmatch(digest):
+            raise ValueError(f"source url {url}: sha256 {digest!r} is not 64 hex digits")
+        if name.startswith(".") or "\\" in name:
+            raise ValueError(f"source url {url}: its file name {name!r} is not usable")
+        found.append((str(url), digest, f"{LABELLED_DOWNLOADS}/{digest[:16]}/{name}"))
+    return found
+
+
+def labelled_downloads(tasks: Mapping) -> dict[str, tuple[str, str]]:
+    """Local path -> (url, sha256) of every file the labelled tasks name by URL: what the
+    download_labelled rule makes."""
+    files: dict[str, tuple[str, str]] = {}
+    for task, spec in tasks.items():
+        if "source" not in spec:
+            continue
+        try:
+            for url, digest, path in source_downloads(spec["source"]):
+                files.setdefault(path, (url, digest))
+        except ValueError as err:
+            raise ValueError(f"task {task!r}: {err}") from None
+    return files
+
+
+def hub_dataset_dir(source: Mapping) -> str:
+    """Where the fetch_dataset rule puts a Hub dataset (`hf_dataset`): one directory per
+    repository and revision, `resources/hub_datasets/<owner>--<name>[@<revision>]`."""
+    repo = str(source.get("repo", ""))
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo) or ".." in repo:
+        raise ValueError(
+            f"source repo {repo!r} is not a Hugging Face Hub dataset id (owner/name), e.g. "
+            "katarinagresova/Genomic_Benchmarks_human_nontata_promoters"
+        )
+    name = repo.replace("/", "--")
+    if source.get("revision"):
+        name += "@" + urllib.parse.quote(str(source["revision"]), safe="")
+    return f"{HUB_DATASETS}/{name}"
+
+
+def hub_datasets(tasks: Mapping) -> dict[str, dict]:
+    """Directory -> what to fetch (repo, revision, file patterns or None for every parquet) of
+    every Hub dataset the labelled tasks name: what the fetch_dataset rule makes. Tasks naming
+    one repository and revision share it; the patterns are the union of theirs."""
+    found: dict[str, dict] = {}
+    for task, spec in tasks.items():
+        source = spec.get("source") or {}
+        if source.get("format") != "hf_dataset":
+            continue
+        try:
+            directory = hub_dataset_dir(source)
+        except ValueError as err:
+            raise ValueError(f"task {task!r}: {err}") from None
+        splits = source.get("splits")
+        patterns = None
+        if splits:
+            patterns = sorted(
+                {p for v in splits.values() for p in ([v] if isinstance(v, str) else v)}
+            )
+        entry = found.setdefault(
+            directory,
+            {"repo": source["repo"], "revision": source.get("revision"), "patterns": patterns},
+        )
+        if entry["patterns"] is None or patterns is None:
+            entry["patterns"] = None
+        else:
+            entry["patterns"] = sorted(set(entry["patterns"]) | set(patterns))
+    return found
+
+
+def source_paths(source: Mapping) -> list[str]:
+    """The files (or the GenomicBenchmarks or Hub dataset directory) a source reads: as given in
+    the config, or where the files it names by URL, or its Hub dataset, are fetched to."""
+    if source.get("format") == "hf_dataset":
+        return [hub_dataset_dir(source)]
+    downloads = source_downloads(source)
+    if downloads:
+        return [path for _, _, path in downloads]
     if "paths" in source:
         return [str(p) for p in source["paths"]]
     return [str(source["path"])]
@@ -569,21 +684,15 @@ def _delimiter(path: str, fmt: str) -> str:
     return _DELIMITERS.get(suffix, "\t" if fmt == "tsv" else ",")
 
 
-def read_source(source: Mapping, fetched: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Read a task's `source` config (format plus its options) into one labelled table;
-    `fetched` is the directory a Hub dataset (`hf_dataset`) was fetched into."""
+def read_source(source: Mapping) -> pd.DataFrame:
+    """Read a task's `source` config (format plus its options) into one labelled table."""
     fmt = source.get("format")
     if fmt not in FORMATS:
         raise ValueError(f"unknown source format {fmt!r}; choose one of {', '.join(FORMATS)}")
     paths = source_paths(source)
     if fmt == "hf_dataset":
-        if fetched is None:
-            raise ValueError(
-                f"source {source.get('repo')!r} is a Hub dataset: read it from the directory "
-                "it was fetched into"
-            )
         table = read_hf_dataset(
-            fetched,
+            paths[0],
             sequence_column=source.get("sequence_column", "seq"),
             label_column=source.get("label_column", "label"),
             id_column=source.get("id_column"),
@@ -644,28 +753,41 @@ def _greedy_groups(counts: np.ndarray, targets: np.ndarray, order: np.ndarray) -
     """One greedy pass: take a group when it brings the label totals closer to the targets
     (relative error per label, so a rare class counts as much as a common one); never take a
     group whose loss would leave the rest without a label; then give each label with a target
-    but no group its first eligible group."""
-    pool = counts.sum(axis=0)
-    scale = np.maximum(targets, 1.0)
+    but no group its first eligible group.
+
+    Plain Python floats, not numpy: a similarity split draws from tens of thousands of groups,
+    and numpy's per-call overhead on arrays of a few labels made each pass 5x slower. The sums
+    run in numpy's order for fewer than 8 labels, so the picks are the same."""
+    rows = counts.tolist()
+    goal = targets.tolist()
+    pool = counts.sum(axis=0).tolist()
+    scale = np.maximum(targets, 1.0).tolist()
+    labels = range(len(goal))
     taken = np.zeros(len(counts), dtype=bool)
-    have = np.zeros(counts.shape[1])
+    have = [0.0] * len(goal)
 
-    def keeps_rest_complete(g: int) -> bool:
-        rest = pool - have - counts[g]
-        return bool(((rest > 0) | (pool == 0)).all())
+    def keeps_rest_complete(row: list[float]) -> bool:
+        return all(pool[i] - have[i] - row[i] > 0 or pool[i] == 0 for i in labels)
 
-    for g in order:
-        if not keeps_rest_complete(g):
+    def error(totals: list[float]) -> float:
+        return sum([abs(totals[i] - goal[i]) / scale[i] for i in labels])
+
+    current = error(have)
+    for g in order.tolist():
+        row = rows[g]
+        if not keeps_rest_complete(row):
             continue
-        after = have + counts[g]
-        if (np.abs(after - targets) / scale).sum() < (np.abs(have - targets) / scale).sum():
+        after = [have[i] + row[i] for i in labels]
+        closer = error(after)
+        if closer < current:
             taken[g] = True
-            have = after
-    for label in np.flatnonzero((have == 0) & (targets > 0)):
-        for g in order:
-            if not taken[g] and counts[g, label] and keeps_rest_complete(g):
+            have, current = after, closer
+    for label in [i for i in labels if have[i] == 0 and goal[i] > 0]:
+        for g in order.tolist():
+            row = rows[g]
+            if not taken[g] and row[label] and keeps_rest_complete(row):
                 taken[g] = True
-                have = have + counts[g]
+                have = [have[i] + row[i] for i in labels]
                 break
     return taken
 
@@ -808,6 +930,56 @@ def _check_splits(table: pd.DataFrame, split: pd.Series, labels: list[str]) -> N
                 f"every split needs every label: choose test_groups/val_groups that hold every "
                 f"label, or give the task more {unit}"
             )
+
+
+def similarity_groups(
+    table: pd.DataFrame,
+    *,
+    k: int,
+    min_shared: float,
+    max_kmer_windows: int,
+    max_length: int | None = None,
+    test_groups: Sequence[str] | None = None,
+    val_groups: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, SimilarityClusters]:
+    """The table with `group` set to each sequence's similarity cluster (`split_by:
+    similarity`), so that the group draw keeps near-duplicates on one side.
+
+    The measure is the audit's (`k`, `min_shared`, `max_kmer_windows` of the `audit` config;
+    `dnalm.similarity`), on the sequences as the task keeps them (`max_length`). A source's
+    own groups are merged in: a group and every sequence linked to it form one cluster. A
+    cluster is named by the id of its first sequence, its own id when alone, as in a row split.
+    The split is drawn from the clusters, so a source's own train/test split, test_groups and
+    val_groups are errors.
+    """
+    pinned = [n for n, v in (("test_groups", test_groups), ("val_groups", val_groups)) if v]
+    if pinned:
+        raise ValueError(
+            f"split_by: similarity draws every split from the similarity clusters, so "
+            f"source.{' and source.'.join(pinned)} cannot pin groups; drop "
+            f"{' and '.join(pinned)}, or keep them with split_by: group"
+        )
+    if "split" in table and {"train", "test"} <= set(table["split"]):
+        files = ", ".join(sorted(table["file"].unique())[:3])
+        raise ValueError(
+            f"{files}: the source has its own train/test split (GenomicBenchmarks train/ and "
+            "test/, or source.split_column), but split_by: similarity draws every split; keep the "
+            "source's split with split_by: group, or give a source without one"
+        )
+    seqs = table["sequence"]
+    if max_length:
+        seqs = seqs.str.slice(0, max_length)
+    groups = pd.factorize(table["group"])[0] if "group" in table else None
+    clusters = similarity_clusters(
+        seqs,
+        k=k,
+        min_shared=min_shared,
+        max_kmer_windows=max_kmer_windows,
+        groups=groups,
+    )
+    _, first = np.unique(clusters.cluster, return_index=True)
+    names = table["id"].to_numpy()[first][clusters.cluster]
+    return table.assign(group=names), clusters
 
 
 # --------------------------------------------------------------------------- windows

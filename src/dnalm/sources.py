@@ -7,14 +7,17 @@ One string names the source so that a sheet stays one row per genome:
 - `simulated:metagenome?seed=..&contigs=..&min_length=..&max_length=..&virus_fraction=..`: a
   synthetic mix of contigs (truth in each header), for the `predict` demo;
 - `https://...`, `http://...`, `ftp://...`: one FASTA file (plain or gzip), downloaded;
-- `ncbi:ACC[,ACC...]`: nucleotide records by accession (E-utilities efetch);
+- `ncbi:ACC[,ACC...]`: nucleotide records by accession (E-utilities efetch); `ACC:START-STOP`
+  asks for bases START to STOP (1-based, inclusive) of that record only;
 - `assembly:GCF_...` / `assembly:GCA_...`: every sequence of an NCBI assembly (Datasets API);
 - `refseq:viral`: every viral genome of the current RefSeq release;
 - `ucsc:<assembly>` (e.g. `ucsc:hg38`) or `ucsc:<assembly>:<chrom>[,<chrom>...]`: a UCSC
   genome, whole (`bigZips/<assembly>.fa.gz`) or only the named chromosomes
   (`chromosomes/<chrom>.fa.gz`), checked against UCSC's md5sum.txt.
-Parsing never touches the network (downloads are jobs, not parse-time work); `fetch_source`
-does the download, into a cache folder that a rerun reuses.
+A download source other than a URL may end in `?mirror=<file name>`: the name of the file that
+stands in for it in an offline mirror (config `acquire.mirror`, see `dnalm.mirror`); a URL's own
+file name serves for a URL. Parsing never touches the network (downloads are jobs, not
+parse-time work); `fetch_source` does the download, into a cache folder that a rerun reuses.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Source:
     kind: str  # local, simulated, metagenome, url, ncbi, assembly, refseq or ucsc
     value: str  # the path, the URL, or the full source string
     args: tuple[str, ...] = field(default=())  # accessions; (assembly, *chromosomes); ...
+    mirror: str = ""  # the file that stands in for a download in acquire.mirror, if named
 
     @property
     def path(self) -> Path:
@@ -78,16 +82,54 @@ def _parse(source: str) -> Source:
             raise ValueError(f"source {source!r}: a URL needs a host and a file path")
         return Source("url", source, (source,))
     head, _, rest = source.partition(":")
+    if head in ("ncbi", "assembly", "refseq", "ucsc"):
+        rest, mirror = _mirror_name(source, rest)
+        parsed = _parse_download(source, head, rest)
+        return Source(parsed.kind, source, parsed.args, mirror)
+    if source.startswith("simulated:metagenome"):
+        metagenome_options(source)
+        return Source("metagenome", source)
+    if source.startswith("simulated:"):
+        from dnalm.simulate import parse_simulated_source
+
+        parse_simulated_source(source)
+        return Source("simulated", source)
+    return Source("local", source)
+
+
+def _mirror_name(source: str, rest: str) -> tuple[str, str]:
+    """Split `?mirror=<file name>` off a download source."""
+    rest, sep, query = rest.partition("?")
+    if not sep:
+        return rest, ""
+    key, _, name = query.partition("=")
+    if key != "mirror" or not name.strip() or name != name.strip() or "?" in name:
+        raise ValueError(
+            f"source {source!r}: the only option of a download source is ?mirror=<file name> "
+            "(the file that stands in for it in acquire.mirror)"
+        )
+    return rest, name
+
+
+def _parse_download(source: str, head: str, rest: str) -> Source:
     if head == "ncbi":
-        from dnalm.ncbi import NUCLEOTIDE_ACCESSION
+        from dnalm.ncbi import NUCLEOTIDE_ACCESSION, parse_region
 
         accs = [a.strip() for a in rest.split(",")] if rest.strip() else []
-        bad = [a for a in accs if not NUCLEOTIDE_ACCESSION.fullmatch(a)]
+        bad = []
+        for acc in accs:
+            try:
+                accession, _ = parse_region(acc)
+            except ValueError as err:
+                raise ValueError(f"source {source!r}: {err}") from None
+            if not NUCLEOTIDE_ACCESSION.fullmatch(accession):
+                bad.append(acc)
         if not accs or bad:
             what = ", ".join(repr(b) for b in bad) + " is not" if bad else "no accession; need"
             raise ValueError(
-                f"source {source!r}: {what} a nucleotide accession; write ncbi:ACC[,ACC...], "
-                "e.g. ncbi:NC_045512.2"
+                f"source {source!r}: {what} a nucleotide accession; write "
+                "ncbi:ACC[:START-STOP][,ACC...], e.g. ncbi:NC_045512.2 or "
+                "ncbi:NC_003070.9:1-304277"
             )
         dupes = sorted({a for a in accs if accs.count(a) > 1})
         if dupes:
@@ -109,26 +151,17 @@ def _parse(source: str) -> Source:
                 f"source {source!r}: only refseq:viral (the release's viral genomes) is supported"
             )
         return Source("refseq", source, ("viral",))
-    if head == "ucsc":
-        assembly, _, chroms = rest.partition(":")
-        names = [c.strip() for c in chroms.split(",")] if chroms else []
-        if not _UCSC_ASSEMBLY.fullmatch(assembly) or not all(_CHROM.fullmatch(c) for c in names):
-            raise ValueError(
-                f"source {source!r}: write ucsc:<assembly> (e.g. ucsc:hg38) or "
-                "ucsc:<assembly>:<chrom>[,<chrom>...] (e.g. ucsc:hg38:chr21,chr22)"
-            )
-        if len(set(names)) != len(names):
-            raise ValueError(f"source {source!r}: a chromosome is listed twice")
-        return Source("ucsc", source, (assembly, *names))
-    if source.startswith("simulated:metagenome"):
-        metagenome_options(source)
-        return Source("metagenome", source)
-    if source.startswith("simulated:"):
-        from dnalm.simulate import parse_simulated_source
-
-        parse_simulated_source(source)
-        return Source("simulated", source)
-    return Source("local", source)
+    # ucsc
+    assembly, _, chroms = rest.partition(":")
+    names = [c.strip() for c in chroms.split(",")] if chroms else []
+    if not _UCSC_ASSEMBLY.fullmatch(assembly) or not all(_CHROM.fullmatch(c) for c in names):
+        raise ValueError(
+            f"source {source!r}: write ucsc:<assembly> (e.g. ucsc:hg38) or "
+            "ucsc:<assembly>:<chrom>[,<chrom>...] (e.g. ucsc:hg38:chr21,chr22)"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"source {source!r}: a chromosome is listed twice")
+    return Source("ucsc", source, (assembly, *names))
 
 
 def metagenome_options(source: str) -> dict:
@@ -162,6 +195,7 @@ class AcquireSettings:
     retries: int = 5
     backoff: float = 2.0
     timeout: float = 120.0
+    mirror: str = ""  # a local folder searched before any download (dnalm.mirror)
 
     @classmethod
     def from_config(
@@ -173,6 +207,7 @@ class AcquireSettings:
         values = {k: v for k, v in (acquire or {}).items() if k in names}
         values.setdefault("ncbi_email", "")
         values["ncbi_email"] = values["ncbi_email"] or environ.get("NCBI_EMAIL", "")
+        values["mirror"] = values.get("mirror") or ""  # null in the config: no mirror
         values["ncbi_api_key"] = environ.get("NCBI_API_KEY", "")
         return cls(**values)
 
@@ -229,12 +264,17 @@ def fetch_source(
     log = log or _log
     if not source.is_download:
         raise ValueError(f"{source.value!r} is a {source.kind} source, not a download")
+    if settings.mirror:
+        name = source.mirror or (_url_name(source.args[0]) if source.kind == "url" else "")
+        found = _from_mirror(source.value, settings, checksum, name, log)
+        if found is not None:
+            return found
     cache = Path(settings.download_dir)
     workdir = Path(workdir)
     opts = {**settings.transfer(), "log": log}
     if source.kind == "url":
         url = source.args[0]
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", _url_name(url))
         dest = cache / "url" / f"{_cache_name(url)}-{name or 'download'}"
         return download(url, dest, checksum or None, **opts)
     if source.kind == "ucsc":
@@ -281,3 +321,58 @@ def fetch_source(
                 source.value, f"{algorithm}:{digest}", f"{algorithm}:{actual}"
             )
     return raw
+
+
+def _url_name(url: str) -> str:
+    """The file name a URL ends in (its last path segment, unquoted)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+
+
+def _from_mirror(
+    what: str,
+    settings: AcquireSettings,
+    checksum: str | None,
+    name: str,
+    log: logging.Logger,
+) -> Path | None:
+    """The mirror's file for a download, checked against the pinned checksum; None if absent."""
+    from dnalm.fasta import verify_checksum
+    from dnalm.mirror import Mirror
+
+    mirror = Mirror(settings.mirror, settings.download_dir)
+    found = mirror.find(checksum=checksum, name=name or None, log=log)
+    if found is None:
+        how = f"checksum {checksum}" if checksum else f"name {name!r}" if name else "no name"
+        log.info("mirror %s: nothing for %s (%s); downloading", settings.mirror, what, how)
+        return None
+    if checksum:
+        verify_checksum(found, checksum)
+    log.info("mirror: %s stands in for %s (no download)", found, what)
+    return found
+
+
+def fetch_file(
+    url: str,
+    dest: str | os.PathLike[str],
+    sha256: str,
+    settings: AcquireSettings,
+    log: logging.Logger | None = None,
+) -> Path:
+    """One pinned file (a labelled task's table, say) at `dest`: copied from the mirror when it
+    has the file, else downloaded; either way written whole and checked against `sha256`."""
+    import shutil
+
+    from dnalm.download import download
+    from dnalm.fasta import verify_checksum
+    from dnalm.files import atomic_path
+
+    log = log or _log
+    checksum = f"sha256:{sha256}"
+    dest = Path(dest)
+    found = _from_mirror(url, settings, checksum, _url_name(url), log) if settings.mirror else None
+    if found is None:
+        return download(url, dest, checksum, log=log, **settings.transfer())
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(found, tmp)
+        verify_checksum(tmp, checksum)
+    return dest

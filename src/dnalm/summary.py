@@ -162,10 +162,7 @@ def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> 
     )
     for ax, model in zip(axes.flat, names, strict=False):
         df = pd.read_csv(curves[model], sep="\t")
-        if "train_bits_per_base" in df:
-            train = df["train_bits_per_base"]
-        else:
-            train = df["train_loss"] / np.log(2)
+        train = df["train_loss"] / np.log(2)
         ax.plot(
             df["tokens"], df["val_bits_per_base"], marker="o", color="tab:blue", label="validation"
         )

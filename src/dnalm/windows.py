@@ -695,7 +695,9 @@ def pretraining_corpus(
 
 
 def class_counts(splits: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Windows per split and label, with the number of genomes and groups behind them."""
+    """Windows per split and label, with the number of genomes and groups behind them and the
+    windows of the largest group: statistics resample whole groups, so one big group (a large
+    similarity cluster, a genome with many windows) moves that many windows at once."""
     rows = []
     for split, df in splits.items():
         for label, part in df.groupby("label"):
@@ -706,6 +708,8 @@ def class_counts(splits: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                     "windows": len(part),
                     "genomes": part["genome"].nunique(),
                     "groups": part["group"].nunique(),
+                    "largest_group": int(part["group"].value_counts().max()),
                 }
             )
-    return pd.DataFrame(rows, columns=["split", "label", "windows", "genomes", "groups"])
+    columns = ["split", "label", "windows", "genomes", "groups", "largest_group"]
+    return pd.DataFrame(rows, columns=columns)

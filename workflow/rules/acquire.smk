@@ -16,7 +16,7 @@ rule acquire_genome:
     log:
         "logs/acquire_genome/{genome}.log",
     benchmark:
-        "results/benchmarks/acquire_genome/{genome}.tsv"
+        BENCHMARKS["acquire_genome"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -27,7 +27,10 @@ rule acquire_genome:
     params:
         source=lambda wc: GENOMES.loc[wc.genome, "source"],
         checksum=lambda wc: GENOMES.loc[wc.genome, "checksum"],
-        normalise=normalise_options(),
+        # passed to normalise_fasta as they are
+        normalise={
+            k: config["acquire"][k] for k in ("soft_mask", "iupac", "empty_records")
+        },
         urls=source_urls,
     script:
         "../scripts/acquire_genome.py"
@@ -41,7 +44,7 @@ rule genomic_benchmark:
     log:
         "logs/genomic_benchmark/{dataset}.log",
     benchmark:
-        "results/benchmarks/genomic_benchmark/{dataset}.tsv"
+        BENCHMARKS["genomic_benchmark"]
     wildcard_constraints:
         dataset=r"[A-Za-z0-9_]+",
     conda:
@@ -67,7 +70,7 @@ rule simulate_sample:
     log:
         "logs/simulate_sample/{sample}.log",
     benchmark:
-        "results/benchmarks/simulate_sample/{sample}.tsv"
+        BENCHMARKS["simulate_sample"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -78,3 +81,29 @@ rule simulate_sample:
         source=lambda wc: SAMPLES[wc.sample],
     script:
         "../scripts/simulate_sample.py"
+
+
+# The files that labelled tasks name by URL (source url/urls with sha256), fetched by a job to
+# resources/downloads/labelled/<sha256[:16]>/<file name>, or copied from acquire.mirror when it
+# has them; labelled_windows reads them there (dnalm.labelled).
+rule download_labelled:
+    output:
+        "resources/downloads/labelled/{digest}/{name}",
+    log:
+        "logs/download_labelled/{digest}/{name}.log",
+    benchmark:
+        BENCHMARKS["download_labelled"]
+    wildcard_constraints:
+        digest="[0-9a-f]{16}",
+        name="[^/]+",
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=60,
+    params:
+        url=lambda wc, output: LABELLED_DOWNLOADS[output[0]][0],
+        sha256=lambda wc, output: LABELLED_DOWNLOADS[output[0]][1],
+    script:
+        "../scripts/download_labelled.py"

@@ -3,9 +3,28 @@
 # and the config, for the report's last category.
 
 
+# what aggregate and provenance write; the default target asks for all of it (all_outputs)
+SUMMARY = {
+    "metrics": "results/summary/metrics.tsv",
+    "effect": "results/summary/pretrain_effect.tsv",
+    "size_figure": "results/summary/figures/metric_vs_size.png",
+    "effect_figure": "results/summary/figures/pretrain_effect.png",
+    "pretrain_figure": "results/summary/figures/pretrain_loss.png",
+    "finetune_figure": "results/summary/figures/finetune_curves.png",
+    "audit": "results/summary/audit.tsv",
+    "roc_pr_figure": "results/summary/figures/roc_pr.png",
+    # rule provenance
+    "benchmarks": "results/summary/rule_benchmarks.tsv",
+    "benchmarks_figure": "results/summary/figures/rule_benchmarks.png",
+    "software": "results/summary/software.tsv",
+    "config": "results/summary/config.yaml",
+}
+
+
 rule aggregate:
     input:
         runs=all_runs(),
+        baselines=all_baselines(),
         pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
@@ -60,7 +79,7 @@ rule aggregate:
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
-        "results/benchmarks/aggregate/aggregate.tsv"
+        BENCHMARKS["aggregate"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1

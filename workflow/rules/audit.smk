@@ -17,7 +17,7 @@ rule audit:
     log:
         "logs/audit/{task}.log",
     benchmark:
-        "results/benchmarks/audit/{task}.tsv"
+        BENCHMARKS["audit"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -26,5 +26,6 @@ rule audit:
         runtime=30,
     params:
         audit=config["audit"],
+        genomes=task_fastas,
     script:
         "../scripts/audit.py"

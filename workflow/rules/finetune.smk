@@ -1,7 +1,7 @@
-# finetune (init = pretrained weights) and scratch (init = random): same architecture, data,
-# optimiser, schedule and step budget; model selection on val, one score on test.
-# With resources.gpu > 1 a job runs under torchrun, one DDP rank per GPU, the batch size
-# being the global batch (src/dnalm/jobs.py).
+# finetune: one classifier per task, model, init and seed. Every init (pretrained weights or
+# random, INITS) gets the same architecture, data, optimiser, schedule and step budget; model
+# selection on val, one score on test. With resources.gpu > 1 a job runs under torchrun, one
+# DDP rank per GPU, the batch size being the global batch (src/dnalm/jobs.py).
 
 
 rule finetune:
@@ -9,17 +9,17 @@ rule finetune:
         unpack(finetune_tokens),
         test_windows="results/windows/{task}/test.parquet",
         audit=audit_gate,
-        pretrained="results/pretrain/{model}/model.safetensors",
-        tokenizer=lambda wc: f"results/tokenizers/{MODELS[wc.model]['tokenizer']}/tokenizer.json",
+        pretrained=pretrained_weights,
+        tokenizer=model_tokenizer,
     output:
-        metrics="results/finetune/{task}/{model}/pretrained/seed{seed}/metrics.json",
-        predictions="results/finetune/{task}/{model}/pretrained/seed{seed}/predictions.tsv",
-        curve="results/finetune/{task}/{model}/pretrained/seed{seed}/curve.tsv",
-        model=directory("results/finetune/{task}/{model}/pretrained/seed{seed}/model"),
+        metrics="results/finetune/{task}/{model}/{init}/seed{seed}/metrics.json",
+        predictions="results/finetune/{task}/{model}/{init}/seed{seed}/predictions.tsv",
+        curve="results/finetune/{task}/{model}/{init}/seed{seed}/curve.tsv",
+        model=directory("results/finetune/{task}/{model}/{init}/seed{seed}/model"),
     log:
-        "logs/finetune/{task}/{model}/pretrained/seed{seed}.log",
+        "logs/finetune/{task}/{model}/{init}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/finetune/{task}/{model}/seed{seed}.tsv"
+        BENCHMARKS["finetune"]
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("finetune", "threads")
@@ -28,42 +28,40 @@ rule finetune:
         runtime=resources_of("finetune", "runtime"),
         gpu=resources_of("finetune", "gpu"),
     params:
-        init="pretrained",
         model=lambda wc: model_spec(wc.model),
-        train=finetune_params(),
+        # the settings that define one run: the seed list is not one of them
+        train={k: v for k, v in config["finetune"].items() if k != "seeds"},
         device=config["device"],
-        checkpoint=lambda wc: checkpoint_dir(wc, "pretrained"),
+        checkpoint=checkpoint_dir,
     script:
         "../scripts/train_classifier.py"
 
 
-rule scratch:
+# baseline: the simple models every language model is shown beside (k-mer logistic regression,
+# the GenomicBenchmarks CNN), per task, baseline and seed: the same windows, selection on val
+# and one test score, the same metrics.json and predictions.tsv; CPU only.
+rule baseline:
     input:
-        unpack(finetune_tokens),
-        test_windows="results/windows/{task}/test.parquet",
+        **{s: f"results/windows/{{task}}/{s}.parquet" for s in SPLITS},
+        genomes=task_genome_files,
         audit=audit_gate,
-        tokenizer=lambda wc: f"results/tokenizers/{MODELS[wc.model]['tokenizer']}/tokenizer.json",
     output:
-        metrics="results/finetune/{task}/{model}/scratch/seed{seed}/metrics.json",
-        predictions="results/finetune/{task}/{model}/scratch/seed{seed}/predictions.tsv",
-        curve="results/finetune/{task}/{model}/scratch/seed{seed}/curve.tsv",
-        model=directory("results/finetune/{task}/{model}/scratch/seed{seed}/model"),
+        metrics="results/baselines/{task}/{baseline}/seed{seed}/metrics.json",
+        predictions="results/baselines/{task}/{baseline}/seed{seed}/predictions.tsv",
     log:
-        "logs/finetune/{task}/{model}/scratch/seed{seed}.log",
+        "logs/baseline/{task}/{baseline}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/scratch/{task}/{model}/seed{seed}.tsv"
+        BENCHMARKS["baseline"]
     conda:
         "../../envs/dnalm.yaml"
-    threads: resources_of("finetune", "threads")
+    threads: resources_of("baseline", "threads")
     resources:
-        mem_mb=resources_of("finetune", "mem_mb"),
-        runtime=resources_of("finetune", "runtime"),
-        gpu=resources_of("finetune", "gpu"),
+        mem_mb=resources_of("baseline", "mem_mb"),
+        runtime=resources_of("baseline", "runtime"),
     params:
-        init="scratch",
-        model=lambda wc: model_spec(wc.model),
-        train=finetune_params(),
-        device=config["device"],
-        checkpoint=lambda wc: checkpoint_dir(wc, "scratch"),
+        settings=lambda wc: config["baselines"][wc.baseline],
+        genomes=task_fastas,
+        labels=lambda wc: task_labels(wc.task),
+        select_on=config["finetune"]["select_on"],
     script:
-        "../scripts/train_classifier.py"
+        "../scripts/baseline.py"

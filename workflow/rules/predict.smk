@@ -12,7 +12,7 @@ rule predict:
     log:
         "logs/predict/{sample}.log",
     benchmark:
-        "results/benchmarks/predict/{sample}.tsv"
+        BENCHMARKS["predict"]
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("predict", "threads")
@@ -22,7 +22,7 @@ rule predict:
         gpu=resources_of("predict", "gpu"),
     params:
         stride=PREDICT.get("stride"),
-        batch_size=PREDICT.get("batch_size", 64),
+        batch_size=lambda wc: PREDICT["batch_size"],
         device=config["device"],
     script:
         "../scripts/predict.py"

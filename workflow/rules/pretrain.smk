@@ -6,7 +6,7 @@
 rule pretrain:
     input:
         unpack(pretrain_tokens),
-        tokenizer=lambda wc: f"results/tokenizers/{MODELS[wc.model]['tokenizer']}/tokenizer.json",
+        tokenizer=model_tokenizer,
     output:
         config="results/pretrain/{model}/config.json",
         weights="results/pretrain/{model}/model.safetensors",
@@ -15,7 +15,7 @@ rule pretrain:
     log:
         "logs/pretrain/{model}.log",
     benchmark:
-        "results/benchmarks/pretrain/{model}.tsv"
+        BENCHMARKS["pretrain"]
     conda:
         "../../envs/dnalm.yaml"
     threads: resources_of("pretrain", "threads")

@@ -10,7 +10,7 @@ rule build_tokenizer:
     log:
         "logs/build_tokenizer/{tokenizer}.log",
     benchmark:
-        "results/benchmarks/build_tokenizer/{tokenizer}.tsv"
+        BENCHMARKS["build_tokenizer"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -19,6 +19,7 @@ rule build_tokenizer:
         runtime=lambda wc: 60 if TOKENIZERS[wc.tokenizer]["kind"] == "bpe" else 10,
     params:
         spec=lambda wc: TOKENIZERS[wc.tokenizer],
+        genomes=tokenizer_training_genomes,
     script:
         "../scripts/build_tokenizer.py"
 
@@ -27,7 +28,7 @@ rule tokenize:
     input:
         windows="results/windows/{corpus}/{split}.parquet",
         tokenizer="results/tokenizers/{tokenizer}/tokenizer.json",
-        genomes=lambda wc: [genome_fasta(g) for g in corpus_genomes(wc.corpus)],
+        genomes=lambda wc: list(corpus_fastas(wc).values()),
     output:
         bin="results/tokens/{tokenizer}/{corpus}/{split}.bin",
         idx="results/tokens/{tokenizer}/{corpus}/{split}.idx",
@@ -35,7 +36,7 @@ rule tokenize:
     log:
         "logs/tokenize/{tokenizer}/{corpus}/{split}.log",
     benchmark:
-        "results/benchmarks/tokenize/{tokenizer}/{corpus}/{split}.tsv"
+        BENCHMARKS["tokenize"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -45,5 +46,6 @@ rule tokenize:
         runtime=30,
     params:
         labels=lambda wc: task_labels(wc.corpus) if wc.corpus in TASKS else [],
+        genomes=corpus_fastas,
     script:
         "../scripts/tokenize.py"

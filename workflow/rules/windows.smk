@@ -4,13 +4,13 @@
 
 rule split_groups:
     input:
-        indexes=split_record_indexes,
+        indexes=lambda wc: [f"{path}.fai" for path in split_genomes(wc).values()],
     output:
         "results/splits/{task}.tsv",
     log:
         "logs/split_groups/{task}.log",
     benchmark:
-        "results/benchmarks/split_groups/{task}.tsv"
+        BENCHMARKS["split_groups"]
     wildcard_constraints:
         task=one_of(GENOME_TASKS),
     conda:
@@ -24,8 +24,9 @@ rule split_groups:
             task_genomes(wc.task), ["genome", "label", "group", "split"]
         ].to_dict("records"),
         split=config["split"],
-        split_by=lambda wc: task_split_by(wc.task),
+        split_by=lambda wc: config_checks.task_split_by(TASKS[wc.task]),
         min_length=split_min_length,
+        genomes=split_genomes,
     script:
         "../scripts/split_groups.py"
 
@@ -45,7 +46,7 @@ rule task_windows:
     log:
         "logs/task_windows/{task}.log",
     benchmark:
-        "results/benchmarks/task_windows/{task}.tsv"
+        BENCHMARKS["task_windows"]
     wildcard_constraints:
         task=one_of(GENOME_TASKS),
     conda:
@@ -58,13 +59,14 @@ rule task_windows:
         task=lambda wc: TASKS[wc.task],
         labels=lambda wc: task_labels(wc.task),
         seed=config["split"]["seed"],
+        genomes=task_fastas,
     script:
         "../scripts/task_windows.py"
 
 
 rule labelled_windows:
     input:
-        lambda wc: labelled_source_files(wc.task),
+        lambda wc: source_paths(TASKS[wc.task]["source"]),
     output:
         **{s: f"results/windows/{{task}}/{s}.parquet" for s in SPLITS},
         counts=report(
@@ -76,7 +78,7 @@ rule labelled_windows:
     log:
         "logs/labelled_windows/{task}.log",
     benchmark:
-        "results/benchmarks/labelled_windows/{task}.tsv"
+        BENCHMARKS["labelled_windows"]
     wildcard_constraints:
         task=one_of(LABELLED_TASKS),
     conda:
@@ -89,12 +91,13 @@ rule labelled_windows:
         task=lambda wc: TASKS[wc.task],
         labels=lambda wc: task_labels(wc.task),
         split=config["split"],
+        audit=config["audit"],  # split_by: similarity links sequences by the audit's measure
         # the longest sequence must fit every model unless max_length cuts it (then this is
         # None, and changing the models never reruns this step)
         max_seq_len=lambda wc: (
             None
             if "max_length" in TASKS[wc.task]
-            else min(model_spec(m)["max_seq_len"] for m in MODELS)
+            else min(MODELS[m]["max_seq_len"] for m in MODELS)
         ),
     script:
         "../scripts/labelled_windows.py"
@@ -102,8 +105,8 @@ rule labelled_windows:
 
 rule pretrain_windows:
     input:
-        genomes=lambda wc: [genome_fasta(g) for g in pretrain_genomes()],
-        ambiguous=lambda wc: [genome_ambiguous_bed(g) for g in pretrain_genomes()],
+        genomes=list(genome_paths(pretrain_genomes()).values()),
+        ambiguous=[genome_ambiguous_bed(g) for g in pretrain_genomes()],
         splits=expand("results/splits/{task}.tsv", task=GENOME_TASKS),
     output:
         train="results/windows/pretrain/train.parquet",
@@ -117,7 +120,7 @@ rule pretrain_windows:
     log:
         "logs/pretrain_windows/pretrain.log",
     benchmark:
-        "results/benchmarks/pretrain_windows/pretrain.tsv"
+        BENCHMARKS["pretrain_windows"]
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
@@ -125,7 +128,8 @@ rule pretrain_windows:
         mem_mb=4000,
         runtime=30,
     params:
-        genomes=pretrain_genomes(),
+        genomes=genome_paths(pretrain_genomes()),
+        splits={t: f"results/splits/{t}.tsv" for t in GENOME_TASKS},
         corpus=config["pretrain_corpus"],
         seed=config["split"]["seed"],
     script:

@@ -27,7 +27,7 @@ with job_log(snakemake.log[0]) as log:
             write_fasta(simulate_genome(parse_simulated_source(source.value)), raw)
             log.info("simulated %s -> %s", source.value, raw)
         elif source.is_download:
-            settings = AcquireSettings.from_config(snakemake.config.get("acquire"))
+            settings = AcquireSettings.from_config(snakemake.config["acquire"])
             raw = fetch_source(source, tmp, settings, checksum=checksum, log=log)
             if checksum:
                 log.info("checksum verified: %s", checksum)
@@ -36,7 +36,18 @@ with job_log(snakemake.log[0]) as log:
             if checksum:
                 verify_checksum(raw, checksum)
                 log.info("checksum verified: %s", checksum)
-        stats = normalise_fasta(raw, out, ambiguous_bed=True, **snakemake.params.normalise)
+        level = snakemake.config.get("acquire", {}).get("compress_level", 6)
+        log.info(
+            "normalising %s: %d thread(s), compression level %d", raw, snakemake.threads, level
+        )
+        stats = normalise_fasta(
+            raw,
+            out,
+            ambiguous_bed=True,
+            threads=snakemake.threads,
+            compress_level=level,
+            **snakemake.params.normalise,
+        )
     Path(snakemake.output.stats).write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
     log.info(
         "%s: %d records, %d bases, GC %.3f, N %.4f",

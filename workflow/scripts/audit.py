@@ -1,7 +1,5 @@
 """audit: share of test windows that nearly copy one training window; fails past max_fraction."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from dnalm.audit import AuditSettings, audit_task, check_audit
@@ -9,11 +7,7 @@ from dnalm.runtime import job_log
 
 with job_log(snakemake.log[0]) as log:
     settings = AuditSettings(**snakemake.params.audit)
-    paths = {
-        Path(p).name.removesuffix(".fa.gz"): p
-        for p in snakemake.input.genomes
-        if p.endswith(".fa.gz")
-    }
+    paths = dict(snakemake.params.genomes)
     train = pd.read_parquet(snakemake.input.train)
     test = pd.read_parquet(snakemake.input.test)
     log.info("%d train and %d test windows, %s", len(train), len(test), settings)

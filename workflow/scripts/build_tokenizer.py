@@ -30,8 +30,7 @@ with job_log(snakemake.log[0]) as log:
             len(windows),
             int((sample["end"] - sample["start"]).sum()),
         )
-        paths = {Path(p).name.removesuffix(".fa.gz"): p for p in snakemake.input.genomes}
-        sequences = window_sequences(sample, paths)
+        sequences = window_sequences(sample, dict(snakemake.params.genomes))
     tokenizer = build_tokenizer(sequences=sequences, **spec)
     out = save_tokenizer(tokenizer, Path(snakemake.output[0]).parent)
     log.info("%s tokenizer with %d tokens saved to %s", spec["kind"], len(tokenizer), out)

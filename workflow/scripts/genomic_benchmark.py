@@ -13,7 +13,7 @@ with job_log(snakemake.log[0]) as log:
     if snakemake.params.references:
         rebuild_dataset(coordinates, snakemake.params.references, out.parent, log=log)
     else:
-        settings = AcquireSettings.from_config(snakemake.config.get("acquire"))
+        settings = AcquireSettings.from_config(snakemake.config["acquire"])
         download_dataset(
             dataset,
             out.parent,

@@ -2,8 +2,6 @@
 the test chromosomes of a genome that a task splits by chromosome (as HyenaDNA holds
 chromosomes out); a chromosome split's val chromosomes validate pretraining."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from dnalm.files import write_parquet, write_tsv
@@ -17,12 +15,13 @@ from dnalm.windows import (
 
 with job_log(snakemake.log[0]) as log:
     corpus = snakemake.params.corpus
+    paths = dict(snakemake.params.genomes)
     tables = {
-        Path(p).stem: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
-        for p in snakemake.input.splits
+        task: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
+        for task, p in snakemake.params.splits.items()
     }
     roles = pretraining_roles(
-        snakemake.params.genomes,
+        list(paths),
         list(tables.values()),
         exclude_test_genomes=corpus["exclude_test_genomes"],
     )
@@ -32,7 +31,6 @@ with job_log(snakemake.log[0]) as log:
         for genome in table.loc[table["split"] == "test", "genome"].unique():
             testers.setdefault(genome, []).append(task)
     roles["tested_by"] = [",".join(testers.get(g, [])) for g in roles["genome"]]
-    paths = {Path(p).name.removesuffix(".fa.gz"): p for p in snakemake.input.genomes}
     windows = pretraining_corpus(roles, paths, WindowSpec(**corpus["window"]))
     for split, win in windows.items():
         if win.empty:

@@ -8,8 +8,6 @@ genome, label, group, split; a chromosome split adds chrom, and its group is the
 unit '<sheet group>:<record>'.
 """
 
-from pathlib import Path
-
 import pandas as pd
 
 from dnalm.fasta import record_lengths
@@ -24,11 +22,8 @@ with job_log(snakemake.log[0]) as log:
     fractions = {k: cfg[k] for k in ("val_fraction", "test_fraction", "seed")}
     if snakemake.params.split_by == "chromosome":
         min_length = snakemake.params.min_length
-        # the .fai is the genome's index; record_lengths takes the genome path beside it
-        records = {
-            Path(p).name.removesuffix(".fa.gz.fai"): record_lengths(p.removesuffix(".fai"))
-            for p in snakemake.input.indexes
-        }
+        # from each genome's .fai (the inputs): record_lengths takes the genome path beside it
+        records = {g: record_lengths(p) for g, p in snakemake.params.genomes.items()}
         try:
             table = record_split_table(sheet, records, min_length=min_length, **fractions)
         except ValueError as err:

@@ -1,8 +1,6 @@
 """task_windows: labelled windows of one task, on the train/val/test split of its groups, or of
 its chromosomes when the splits table has a chrom column (split_by: chromosome)."""
 
-from pathlib import Path
-
 import pandas as pd
 
 from dnalm.files import write_parquet, write_tsv
@@ -12,16 +10,12 @@ from dnalm.windows import SPLITS, WindowSpec, class_counts, task_windows, task_w
 with job_log(snakemake.log[0]) as log:
     task = snakemake.params.task
     table = pd.read_csv(snakemake.input.splits, sep="\t", dtype=str, keep_default_na=False)
-    paths = {
-        Path(p).name.removesuffix(".fa.gz"): p
-        for p in snakemake.input.genomes
-        if p.endswith(".fa.gz")
-    }
+    paths = dict(snakemake.params.genomes)
     options = {
         "seed": snakemake.params.seed,
         "labels": snakemake.params.labels,
         "max_windows_per_genome": task.get("max_windows_per_genome"),
-        "balance": task.get("balance", "none"),
+        "balance": task["balance"],
     }
     spec = WindowSpec(**task["window"])
     try:

@@ -8,13 +8,12 @@ from dnalm.tokenization import encoder_for, load_tokenizer
 
 with job_log(snakemake.log[0]) as log:
     tokenizer = load_tokenizer(Path(snakemake.input.tokenizer).parent)
-    paths = {Path(p).name.removesuffix(".fa.gz"): p for p in snakemake.input.genomes}
     encoder = encoder_for(tokenizer)
     prefix = Path(snakemake.output.bin).with_suffix("")
     # The parquet path, not a DataFrame: the table is read in row batches, genomes by block.
     n = tokenize_windows(
         snakemake.input.windows,
-        paths,
+        dict(snakemake.params.genomes),
         encoder,
         prefix,
         meta={

@@ -1,5 +1,5 @@
-"""finetune / scratch: train one classifier (init from pretrained weights or random), select on
-validation, score the test split once.
+"""finetune: train one classifier (init from pretrained weights or random, the {init} wildcard),
+select on validation, score the test split once.
 
 A job with more than one GPU (`resources.gpu`) runs under torchrun, one DDP rank per GPU; the
 job first claims that many devices of this machine for itself (dnalm.gpus).
@@ -13,7 +13,7 @@ run_job(
     "finetune",
     {
         "model": snakemake.params.model,
-        "init": snakemake.params.init,
+        "init": snakemake.wildcards.init,
         "seed": int(snakemake.wildcards.seed),
         "task": snakemake.wildcards.task,
         "train": dict(snakemake.params.train),
@@ -21,7 +21,7 @@ run_job(
         "tokenizer": str(Path(snakemake.input.tokenizer).parent),
         "pretrained": (
             str(Path(snakemake.input.pretrained).parent)
-            if snakemake.params.init == "pretrained"
+            if snakemake.wildcards.init == "pretrained"
             else None
         ),
         "shards": {
