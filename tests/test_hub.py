@@ -44,7 +44,7 @@ from dnalm.hyenadna_config import (
     checkpoint_shape,
     size_of,
 )
-from dnalm.labelled import read_hf_dataset, read_source
+from dnalm.labelled import hub_dataset_dir, hub_datasets, read_hf_dataset, read_source
 from dnalm.models import HyenaConfig, load_hyenadna
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -362,7 +362,7 @@ def parquet_bytes(tmp_path: Path, name: str, frame: pd.DataFrame) -> bytes:
     return path.read_bytes()
 
 
-def test_a_hub_dataset_keeps_its_split(hub, tmp_path):
+def test_a_hub_dataset_keeps_its_split(hub, tmp_path, monkeypatch):
     train = pd.DataFrame(
         {"seq": ["ACGT" * 8, "GGGC" * 8, "ATAT" * 8, "CCCG" * 8], "label": [0, 1, 0, 1]}
     )
@@ -376,22 +376,43 @@ def test_a_hub_dataset_keeps_its_split(hub, tmp_path):
         },
         repo_type="dataset",
     )
-    dest = tmp_path / "fetched"
-    out = run_fetch(
-        hub_env(hub, tmp_path / "hf"), f"fetch_dataset('owner/gb', {str(dest)!r})", tmp_path
+    source = {"format": "hf_dataset", "repo": "owner/gb"}
+    dest = hub_dataset_dir(source)
+    assert dest == "resources/hub_datasets/owner--gb"
+    assert hub_dataset_dir(source | {"revision": "refs/convert/parquet"}).endswith(
+        "owner--gb@refs%2Fconvert%2Fparquet"
     )
+    out = run_fetch(hub_env(hub, tmp_path / "hf"), f"fetch_dataset('owner/gb', {dest!r})", tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["commit"] == commit
-    table = read_source({"format": "hf_dataset", "repo": "owner/gb"}, fetched=dest)
+    monkeypatch.chdir(tmp_path)  # the pipeline's working directory
+    table = read_source(source)
     assert table.groupby("split").size().to_dict() == {"test": 2, "train": 4}
     assert set(table["label"]) == {"0", "1"} and table["id"].iloc[0] == "test:0"
-    with pytest.raises(ValueError, match="read it from the directory it was fetched into"):
-        read_source({"format": "hf_dataset", "repo": "owner/gb"})
+    with pytest.raises(ValueError, match="'owner' is not a Hugging Face Hub dataset id"):
+        read_source({"format": "hf_dataset", "repo": "owner"})
     with pytest.raises(
         ValueError,
         match=r"no column 'sequence' \(the file has: seq, label\); set source.sequence_column",
     ):
         read_hf_dataset(dest, sequence_column="sequence")
+
+
+def test_tasks_naming_one_dataset_share_its_fetch():
+    tasks = {
+        "a": {"source": {"format": "hf_dataset", "repo": "o/d", "splits": {"train": "t/*"}}},
+        "b": {"source": {"format": "hf_dataset", "repo": "o/d", "splits": {"test": "x/*"}}},
+        "c": {"source": {"format": "hf_dataset", "repo": "o/d", "revision": "v1"}},
+        "d": {"source": {"format": "csv", "path": "x.csv"}},
+    }
+    assert hub_datasets(tasks) == {
+        "resources/hub_datasets/o--d": {
+            "repo": "o/d",
+            "revision": None,
+            "patterns": ["t/*", "x/*"],
+        },
+        "resources/hub_datasets/o--d@v1": {"repo": "o/d", "revision": "v1", "patterns": None},
+    }
 
 
 def test_hub_dataset_splits_from_names_patterns_and_class_labels(tmp_path):

@@ -382,36 +382,27 @@ def fetch_checkpoint(
     return record
 
 
-def _dataset_patterns(splits: dict[str, Any] | None) -> list[str]:
-    if not splits:
-        return list(DATASET_PATTERNS)
-    patterns = ["README.md"]
-    for value in splits.values():
-        patterns += [value] if isinstance(value, str) else list(value)
-    return patterns
-
-
 def fetch_dataset(
     repo_id: str,
     dest: str | os.PathLike[str],
     *,
     revision: str | None = None,
-    splits: dict[str, Any] | None = None,
+    patterns: Sequence[str] | None = None,
     log: logging.Logger = log,
 ) -> dict[str, Any]:
-    """Bring a Hub dataset's parquet files (those of `splits`, else all) to `dest`, checked,
-    with `source.json`; returns that record."""
+    """Bring a Hub dataset's parquet files (those matching `patterns`, else all) and its card to
+    `dest`, checked, with `source.json`; returns that record."""
     if not is_hub_id(repo_id):
         raise HubError(f"repo {repo_id!r} is not a Hugging Face Hub id (owner/name)")
-    patterns = _dataset_patterns(splits)
+    wanted = [*patterns, "README.md"] if patterns else list(DATASET_PATTERNS)
     snapshot = download_snapshot(
-        repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns, log=log
+        repo_id, repo_type="dataset", revision=revision, allow_patterns=wanted, log=log
     )
     if not any(name.endswith(".parquet") for name in snapshot.files):
         raise HubError(
             f"dataset {repo_id!r} at {snapshot.commit} has no parquet file"
-            + (f" matching {patterns}" if splits else "")
-            + "; dnalm reads the Hub's parquet copies (the refs/convert/parquet revision has "
+            + (f" matching {', '.join(patterns)}" if patterns else "")
+            + "; dnalm reads the Hub's parquet files (the refs/convert/parquet revision has "
             "them for most datasets)"
         )
     copy_files(snapshot.path, sorted(snapshot.files), dest, snapshot.record())
