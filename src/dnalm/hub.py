@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,11 +345,13 @@ def fetch_checkpoint(
     dest: str | os.PathLike[str],
     *,
     revision: str | None = None,
+    check: Callable[[Path], Any] | None = None,
     log: logging.Logger = log,
 ) -> dict[str, Any]:
     """Bring an official HyenaDNA checkpoint (Hub id or local directory, either layout) to
-    `dest`, checked, with `source.json`; returns that record. The layout is checked before
-    anything is written, so a directory that `load_hyenadna` cannot read never lands."""
+    `dest`, checked, with `source.json`; returns that record. The layout, and `check` (called
+    with the checkpoint's directory, e.g. whether it fits a model entry), run before anything is
+    written, so a checkpoint that `load_hyenadna` cannot read or that does not fit never lands."""
     from dnalm.hyenadna_config import CheckpointError, detect_layout
 
     kind, value = parse_init_from(init_from)
@@ -378,6 +380,8 @@ def fetch_checkpoint(
         ) from None
     record["layout"] = layout
     log.info("layout: %s (%s)", layout, weights.name)
+    if check is not None:
+        check(root)
     copy_files(root, names, dest, record)
     return record
 

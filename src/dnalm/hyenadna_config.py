@@ -26,6 +26,7 @@ __all__ = [
     "CONFIG_DEFAULTS",
     "CheckpointError",
     "check_entry",
+    "check_entry_settings",
     "check_vocabulary",
     "checkpoint_shape",
     "detect_layout",
@@ -371,6 +372,28 @@ def check_vocabulary(path: str | Path, kwargs: Mapping[str, Any] | None = None) 
             )
 
 
+def check_entry_settings(spec: Mapping[str, Any], tokenizer: Mapping[str, Any], where: str) -> None:
+    """What a model entry with `init_from` must be whatever the checkpoint: HyenaDNA (arch
+    hyena), read through HyenaDNA's character ids (a `char` tokenizer), a hyena size if named."""
+    name = spec.get("name", "?")
+    if spec.get("arch", "hyena") != "hyena":
+        raise CheckpointError(
+            f"{where}: init_from loads official HyenaDNA checkpoints, but arch is "
+            f"{spec['arch']!r}; set models.{name}.arch to hyena"
+        )
+    if tokenizer.get("kind") != "char":
+        raise CheckpointError(
+            f"{where}: HyenaDNA checkpoints read one token per base (HyenaDNA's character ids), "
+            f"but the model's tokenizer is {tokenizer.get('kind')!r}; give models.{name}.tokenizer "
+            "a tokenizer of kind char"
+        )
+    if spec.get("size") is not None and spec["size"] not in MODEL_SIZES["hyena"]:
+        raise CheckpointError(
+            f"{where}: size {spec['size']!r} is not a hyena size ({', '.join(MODEL_SIZES['hyena'])}); "
+            f"leave models.{name}.size out to take the checkpoint's"
+        )
+
+
 def check_entry(
     path: str | Path,
     spec: Mapping[str, Any],
@@ -384,17 +407,7 @@ def check_entry(
     checkpoint's shape (`checkpoint_shape`) plus its `layout` and named `size` (or None)."""
     name = spec.get("name", "?")
     where = where or f"model {name!r} (init_from {spec.get('init_from', path)})"
-    if spec.get("arch", "hyena") != "hyena":
-        raise CheckpointError(
-            f"{where}: init_from loads official HyenaDNA checkpoints, but arch is "
-            f"{spec['arch']!r}; set models.{name}.arch to hyena"
-        )
-    if tokenizer.get("kind") != "char":
-        raise CheckpointError(
-            f"{where}: HyenaDNA checkpoints read one token per base (HyenaDNA's character ids), "
-            f"but the model's tokenizer is {tokenizer.get('kind')!r}; give models.{name}.tokenizer "
-            "a tokenizer of kind char"
-        )
+    check_entry_settings(spec, tokenizer, where)
     layout, _, kwargs = read_checkpoint_config(path)
     shape = checkpoint_shape(kwargs)
     named = size_of(shape)

@@ -25,7 +25,7 @@ rule aggregate:
     input:
         runs=all_runs(),
         baselines=all_baselines(),
-        pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
+        pretrain=expand("results/pretrain/{model}/curve.tsv", model=PRETRAINED),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
         metrics=report(
