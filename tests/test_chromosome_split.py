@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import SHARED_DATA, run_snakemake
+from conftest import SHARED_DATA, require_data, run_snakemake
 
 NONVIRAL = SHARED_DATA / "genomes" / "nonviral"
 GENOMES = {  # genome -> (label, FASTA)
@@ -66,9 +66,7 @@ def snakemake(workdir: Path, cfg: dict, *targets: str) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    for _, path in GENOMES.values():
-        if not path.exists():
-            pytest.skip(f"shared data file {path} is not present")
+    require_data(*(path for _, path in GENOMES.values()))
     workdir = tmp_path_factory.mktemp("chromosome_split")
     sheet = pd.DataFrame(
         [

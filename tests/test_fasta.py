@@ -17,6 +17,7 @@ import numpy as np
 import pysam
 import pytest
 from Bio import bgzf
+from conftest import require_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -320,8 +321,7 @@ def test_ambiguous_bed_lists_the_runs_of_real_isolates(tmp_path: Path) -> None:
     """100 Zika isolates with N runs and scattered R, Y, K, W, M, S codes: the BED lists exactly
     their non-ACGT runs, whatever the case and IUPAC options (masking keeps them non-ACGT)."""
     src = SHARED / "genomes" / "viral" / "nextclade_isolates" / "community__itps__zikav.fasta"
-    if not src.exists():
-        pytest.skip(f"{src} is not present")
+    require_data(src)
     records = list(read_fasta(src))
     expected = _non_acgt_runs(records)
     assert len(expected) > 1000 and len({rid for rid, _, _ in expected}) > 50
@@ -677,8 +677,7 @@ def test_malformed_expected_checksum(tmp_path: Path, expected: str) -> None:
 
 
 def _need(path: Path) -> None:
-    if not path.exists():
-        pytest.skip(f"shared data file {path} not present (see ../shared/data/README.md)")
+    require_data(path)
 
 
 def test_real_viral_references_match_manifest() -> None:
@@ -841,8 +840,7 @@ def test_normalise_writes_the_files_of_the_htslib_writer_synthetic(
 def test_normalise_writes_the_files_of_the_htslib_writer_real(
     tmp_path: Path, src: Path, options: dict
 ) -> None:
-    if not src.exists():
-        pytest.skip(f"{src} is not present")
+    require_data(src)
     reference = tmp_path / "reference" / "g.fa.gz"
     reference.parent.mkdir()
     _reference_normalise(src, reference, **options)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, SHARED_DATA, run_snakemake
+from conftest import ROOT, SHARED_DATA, require_data, run_snakemake
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,22 +38,20 @@ LABELS = ["0", "1"]
 
 @pytest.fixture(scope="module")
 def nontata() -> pd.DataFrame:
-    if not NONTATA.exists():
-        pytest.skip(f"real data {NONTATA} is not present")
+    require_data(NONTATA)
     return read_table(NONTATA)
 
 
 @pytest.fixture(scope="module")
 def viraminer() -> pd.DataFrame:
-    if not VIRAMINER:
-        pytest.skip("real ViraMiner files are not present")
+    require_data(SHARED_DATA / "viraminer")
+    assert VIRAMINER, f"no ViraMiner files in {SHARED_DATA / 'viraminer'}"
     return read_viraminer(VIRAMINER)
 
 
 def real_rows(n: int) -> pd.DataFrame:
     """The first n rows of each class of the real nontata CSV (raw: seq, label)."""
-    if not NONTATA.exists():
-        pytest.skip(f"real data {NONTATA} is not present")
+    require_data(NONTATA)
     raw = pd.read_csv(NONTATA, dtype=str)
     return pd.concat([raw[raw["label"] == x].head(n) for x in LABELS], ignore_index=True)
 
@@ -522,8 +520,7 @@ def snakemake(tmp_path, config: dict, *targets: str, dry: bool = True):
 
 
 def mixed_config(tmp_path) -> dict:
-    if not NONTATA.exists() or not VIRAMINER:
-        pytest.skip("real data is not present")
+    require_data(NONTATA, SHARED_DATA / "viraminer")
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["genomes"] = str(ROOT / "config" / "genomes.tsv")
     config.pop("predict")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, require_data
 
 from dnalm.audit import AuditSettings, audit_task
 from dnalm.fasta import normalise_fasta, read_fasta, record_lengths
@@ -73,8 +73,7 @@ def _normalised(directory: Path, name: str, records: list[tuple[str, str]]) -> P
 @pytest.fixture(scope="module")
 def isolates(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, dict[str, Path]]:
     """A sheet of real genomes: every isolate is a genome, plus each species' reference."""
-    if not ISOLATES.exists():
-        pytest.skip(f"real data folder {ISOLATES} is not present")
+    require_data(ISOLATES)
     tmp = tmp_path_factory.mktemp("isolates")
     manifest = pd.read_csv(VIRAL / "manifest.tsv", sep="\t")
     manifest = manifest[manifest["file"] == "viral_reference_genomes.fasta"]
@@ -159,9 +158,7 @@ def test_two_genomes_split_by_chromosome(tmp_path: Path) -> None:
         "arabidopsis": NONVIRAL / "Athaliana_1pct.fa.gz",
         "drosophila": NONVIRAL / "Dmelanogaster_1pct.fa.gz",
     }
-    for path in sources.values():
-        if not path.exists():
-            pytest.skip(f"shared data file {path} not present")
+    require_data(*sources.values())
     paths = {name: tmp_path / f"{name}.fa.gz" for name in sources}
     for name, src in sources.items():
         normalise_fasta(src, paths[name])
@@ -218,8 +215,7 @@ def _near_duplicates(splits: dict[str, pd.DataFrame], settings: AuditSettings) -
 def test_nontata_promoters_split_by_similarity_do_not_leak() -> None:
     """config/real_cpu.yaml's task: the row split leaks most negative test sequences (tiles of
     one region), the similarity split leaves the audit (almost) nothing, at the same sizes."""
-    if not NONTATA.exists():
-        pytest.skip(f"real data {NONTATA} is not present")
+    require_data(NONTATA)
     table = read_table(NONTATA)
     settings = AuditSettings()  # k 21, min_shared 0.5, max_kmer_windows 256: real_cpu.yaml's
     split = {"labels": ["0", "1"], "val_fraction": 0.15, "test_fraction": 0.2, "seed": 0}

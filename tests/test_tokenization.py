@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, require_data
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from dnalm.models import config_for
@@ -68,8 +68,7 @@ def read_plain(path: Path, limit: int) -> str:
 @pytest.fixture(scope="module")
 def ecoli() -> str:
     path = SHARED_DATA / "genomes/nonviral/Ecoli_K12_MG1655_NC_000913.3.fna.gz"
-    if not path.exists():
-        pytest.skip(f"real data file {path} is not present")
+    require_data(path)
     return read_plain(path, 400_000)
 
 
