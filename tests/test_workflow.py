@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import os
 import random
 import subprocess
 import sys
@@ -628,6 +629,56 @@ def test_real_cpu_config_dry_run_offline():
     assert counts["acquire_genome"] == len(rows) - 1 == 9
     assert counts["download_labelled"] == 6 and counts["labelled_windows"] == 2
     assert not any("shared/data" in row for row in rows)  # only comments name it
+
+
+def test_hyenadna_gb_config_plans_without_the_hub(tmp_path):
+    """config/hyenadna_gb.yaml plans offline: the five checkpoints are fetch jobs, so a dry
+    run asks the Hub nothing (HF_ENDPOINT points at a loopback Hub that logs every request).
+    Its plan, job by job: 8 tasks x 5 checkpoints x (published, scratch) x 5 seeds, nothing
+    pretrained, 2 reference genomes, and each dataset's windows, audit, shards and baselines."""
+    from hub_server import HubServer
+
+    gb = yaml.safe_load((ROOT / "config/hyenadna_gb.yaml").read_text())
+    with HubServer() as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env |= {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")}
+        out = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(ROOT)]
+            + ["--configfile", str(ROOT / "config/hyenadna_gb.yaml"), "--dag", "--cores", "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert hub.requests == []
+    assert not (tmp_path / "hf").exists()
+    jobs, edges = dag_jobs(out.stdout)
+    tasks, models, seeds = len(gb["tasks"]), len(gb["models"]), len(gb["finetune"]["seeds"])
+    assert (tasks, models, seeds) == (8, 5, 5) and gb["finetune"]["inits"] == [
+        "published",
+        "scratch",
+    ]
+    assert Counter(jobs.values()) == {
+        "acquire_genome": 2,  # hg38 and mm10, the references of 6 datasets
+        "genomic_benchmark": 8,
+        "labelled_windows": 8,
+        "audit": 8,
+        "build_tokenizer": 1,
+        "tokenize": 8 * 3,
+        "fetch_checkpoint": 5,
+        "finetune": 8 * 5 * 2 * 5,
+        "baseline": 8 * 2 * 5,  # kmer_lr and cnn, per seed
+        "aggregate": 1,
+        "provenance": 1,
+        "all": 1,
+    }
+    fetched = {b for a, b in edges if jobs[a] == "fetch_checkpoint" and jobs[b] == "finetune"}
+    assert len(fetched) == 400  # every run, published or scratch, has its checkpoint's shape
+    sizes = {spec["size"] for spec in gb["models"].values()}
+    assert sizes == {"tiny-1k", "small-32k", "medium-160k", "medium-450k", "large-1m"}
+    for name, spec in gb["models"].items():
+        assert spec["init_from"] == f"LongSafari/hyenadna-{spec['size']}-seqlen-hf", name
 
 
 def test_config_checks_is_imported_by_the_workflow_only():
