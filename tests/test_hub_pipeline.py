@@ -114,6 +114,8 @@ def test_published_and_scratch_runs_from_the_hub(tmp_path, monkeypatch):
         for init in ("published", "scratch"):
             card = (work / f"results/finetune/gc/hy/{init}/seed0/model/README.md").read_text()
             assert f"# hy: gc ({init} init, seed 0)" in card and "owner/hyenadna-test-hf" in card
+            # the Hub's base_model names where the weights came from, not only the shape
+            assert ("base_model: owner/hyenadna-test-hf" in card) == (init == "published")
         asked = len(hub.requests)
 
         again = run_snakemake(work, *RUNS, "-n", configfile=work / "config.yaml")

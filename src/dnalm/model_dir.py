@@ -187,7 +187,8 @@ def _front_matter(run: Mapping[str, Any], pipeline_tag: str) -> list[str]:
     lines = ["---", "library_name: transformers", f"pipeline_tag: {pipeline_tag}", "tags:"]
     lines += [f"  - {t}" for t in tags if t]
     source = run.get("published") or {}
-    if source.get("source") == "hub":
+    from_weights = run.get("init") == "published" or run.get("start") == "published"
+    if source.get("source") == "hub" and from_weights:  # not when only its shape is used
         lines.append(f"base_model: {source['repo_id']}")
     return [*lines, "---", ""]
 
