@@ -95,6 +95,8 @@ def fit_kmer_lr(
         if best is None or better(scores, best[1], select_on):
             best = (model, scores, c)
     model, scores, c = best
+    if len(c_grid) > 1 and c in (min(c_grid), max(c_grid)):
+        log.warning(f"kmer_lr: the best C on val, {c:g}, is at the end of the grid; widen C")
     params = model[-1].coef_.size + model[-1].intercept_.size
     return (lambda seqs: model.predict_proba(kmer_frequencies(seqs, ks))), scores, c, int(params)
 
