@@ -26,6 +26,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ TABLE_CHUNK_ROWS = 4096
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 
 
-def load_embedder(model: str | Path, device: torch.device):
+def load_embedder(model: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any, Path]:
     """(backbone, tokenizer, model directory) for a dnalm model directory or an official
     HyenaDNA checkpoint, a directory or a Hub id; no code from the directory is run."""
     from dnalm.hub import resolve_model_dir
@@ -179,7 +180,9 @@ def _read_table_chunks(path: Path, columns: list[str]) -> Iterator[dict[str, lis
             yield {c: chunk[c].tolist() for c in columns}
 
 
-def table_columns(path: Path, sequence: str | None, ident: str | None, label: str | None):
+def table_columns(
+    path: Path, sequence: str | None, ident: str | None, label: str | None
+) -> tuple[str, str | None, str | None]:
     """(sequence, id or None, label or None) columns: the ones given, else the first present of
     sequence/seq, id/chrom (dnalm's window tables keep the id in chrom) and label."""
     import pandas as pd
