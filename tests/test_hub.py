@@ -173,7 +173,8 @@ def test_a_checkpoint_decides_the_model(tmp_path):
         ),
         (
             {"max_seq_len": 1024},
-            r"max_seq_len 1024 is longer than the checkpoint's context \(38\); set models.hy.max_seq_len to at most 38",
+            r"max_seq_len 1024 is longer than the checkpoint's context \(38\); "
+            r"set models.hy.max_seq_len to at most 38",
         ),
         ({"arch": "gpt"}, "arch is 'gpt'; set models.hy.arch to hyena"),
     ]

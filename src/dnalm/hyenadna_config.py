@@ -389,8 +389,9 @@ def check_entry_settings(spec: Mapping[str, Any], tokenizer: Mapping[str, Any], 
         )
     if spec.get("size") is not None and spec["size"] not in MODEL_SIZES["hyena"]:
         raise CheckpointError(
-            f"{where}: size {spec['size']!r} is not a hyena size ({', '.join(MODEL_SIZES['hyena'])}); "
-            f"leave models.{name}.size out to take the checkpoint's"
+            f"{where}: size {spec['size']!r} is not a hyena size "
+            f"({', '.join(MODEL_SIZES['hyena'])}); leave models.{name}.size out to take the "
+            "checkpoint's"
         )
 
 
