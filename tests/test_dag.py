@@ -30,10 +30,12 @@ CORE = {
     "tokenize",
     "pretrain",
     "finetune",
+    "baseline",
     "aggregate",
     "provenance",
     "all",
 }
+PUBLISHED_ONLY = {"pretrain_windows", "pretrain", "split_groups", "task_windows"}
 CONFIGS = {
     # simulated genomes and a simulated metagenome to predict on
     "config/config.yaml": CORE | {"simulate_sample", "predict"},
@@ -41,7 +43,26 @@ CONFIGS = {
     "config/study.yaml": CORE | {"genomic_benchmark", "labelled_windows"},
     # + labelled tasks whose files are downloaded by URL (or taken from acquire.mirror)
     "config/real_cpu.yaml": CORE | {"download_labelled", "labelled_windows"},
+    # the published HyenaDNA checkpoints vs scratch on GenomicBenchmarks: nothing is pretrained
+    "config/hyenadna_gb.yaml": (CORE - PUBLISHED_ONLY)
+    | {"fetch_checkpoint", "genomic_benchmark", "labelled_windows"},
 }
+
+
+def runs_per_init(config: dict, models: list[str] | None = None) -> Counter:
+    """Fine-tuning runs per init of `models` (default all): every task, seed and model, a
+    published run only for a model with init_from (finetune.inits, default pretrained and
+    scratch)."""
+    inits = config["finetune"].get("inits", ["pretrained", "scratch"])
+    per_model = len(config["tasks"]) * len(config["finetune"]["seeds"])
+    return Counter(
+        init
+        for name, spec in config["models"].items()
+        if models is None or name in models
+        for init in inits
+        if init != "published" or "init_from" in spec
+        for _ in range(per_model)
+    )
 
 
 def needs_dot() -> None:
@@ -100,6 +121,7 @@ def rule_edges(svg: ET.Element) -> set[tuple[str, str]]:
         # hundreds of jobs: the slowest to lay out (5-10 s each here)
         pytest.param("config/study.yaml", marks=pytest.mark.slow),
         pytest.param("config/real_cpu.yaml", marks=pytest.mark.slow),
+        pytest.param("config/hyenadna_gb.yaml", marks=pytest.mark.slow),
     ],
 )
 def test_dag_plans_and_renders(configfile, planned_dag):
@@ -108,15 +130,22 @@ def test_dag_plans_and_renders(configfile, planned_dag):
     counts = Counter(jobs.values())
     assert set(counts) == CONFIGS[configfile]
     config = yaml.safe_load((ROOT / configfile).read_text())
-    runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
-    assert counts["finetune"] == 2 * runs  # one per init
-    # only the pretrained half of the runs waits for pretraining
+    runs = runs_per_init(config)
+    assert counts["finetune"] == runs.total()  # one per init the model has
+    # only the pretrained runs wait for pretraining; every run of a model with a published
+    # checkpoint waits for it (it is the architecture of all of them)
     after_pretraining = {b for a, b in edges if jobs[a] == "pretrain" and jobs[b] == "finetune"}
-    assert len(after_pretraining) == runs
-    assert counts["pretrain"] == len(config["models"])
+    assert len(after_pretraining) == runs["pretrained"]
+    published = [m for m, spec in config["models"].items() if "init_from" in spec]
+    after_fetch = {b for a, b in edges if jobs[a] == "fetch_checkpoint" and jobs[b] == "finetune"}
+    assert len(after_fetch) == runs_per_init(config, published).total()
+    assert counts["pretrain"] == (len(config["models"]) if runs["pretrained"] else 0)
+    assert counts["fetch_checkpoint"] == len(published)
     assert counts["all"] == counts["aggregate"] == counts["provenance"] == 1
     wiring = {(jobs[a], jobs[b]) for a, b in edges}
-    for edge in [("pretrain", "finetune"), ("tokenize", "finetune"), ("aggregate", "all")]:
+    needed = [("tokenize", "finetune"), ("aggregate", "all")]
+    needed += [("pretrain", "finetune")] if runs["pretrained"] else []
+    for edge in needed:
         assert edge in wiring, edge
     assert not any(source == "all" for source, _ in wiring)
     if configfile == "config/config.yaml":  # every sheet genome is acquired once

@@ -197,7 +197,7 @@ def test_simulated_chain_end_to_end(tmp_path):
     assert not (sides["val"] & sides["test"])
 
     # every job used exactly the threads it was given, and logged its progress
-    assert "with 1 thread(s)" in (tmp_path / "logs/pretrain/gpt-micro.log").read_text()
+    assert "cpu, 1 thread(s):" in (tmp_path / "logs/pretrain/gpt-micro.log").read_text()
     run = tmp_path / "results/finetune/virus_vs_host/hyena-micro/pretrained/seed0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["windows"]["test"] == len(pd.read_csv(run / "predictions.tsv", sep="\t"))
@@ -242,6 +242,11 @@ def test_simulated_chain_end_to_end(tmp_path):
     # param, so the existing seeds' runs stay
     plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(seeds=[0, 1, 2]))
     assert plan == {"finetune": 4, "baseline": 2, **tail}, plan
+    # nor is the list of inits: listed in another order, nothing but the config record reruns
+    plan = plan_after(
+        tmp_path, config, lambda c: c["finetune"].update(inits=["scratch", "pretrained"])
+    )
+    assert plan == {"provenance": 1, "all": 1}, plan
     # a new genome (a new group, pretrained on): only it is acquired; the split, both window
     # sets, every token shard, both pretrainings and every run are redone, since any of them may
     # change with the new genome

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import gzip
+import json
+import os
 import random
 import subprocess
 import sys
@@ -129,7 +131,7 @@ CASES = {
         SHEET,
         {"models": {"m": {"arch": "hyena", "size": "huge", "tokenizer": "char"}}},
         "model 'm': unknown size 'huge' for arch 'hyena'; choose one of micro, tiny-1k, "
-        "small-32k, medium-160k, large-1m",
+        "small-32k, medium-160k, medium-450k, large-1m",
     ),
     "unknown arch": (
         SHEET,
@@ -155,7 +157,8 @@ CASES = {
                 }
             }
         },
-        "source with url https://example.org/a.csv: 2 url(s) but 1 sha256 checksum(s)",
+        "task 't': source with url https://example.org/a.csv: 2 url(s) but 1 sha256 "
+        "checksum(s); pin every file with its sha256 (sha256sum <file>), in url order",
     ),
     "window longer than the model": (
         SHEET,
@@ -326,8 +329,8 @@ CASES = {
         {"tasks": {"nt": {"source": {"format": "csv", "path": "seqs.csv"}, "window": WINDOW}}},
         schema_error(
             "{'source': {'format': 'csv', 'path': 'seqs.csv'}, 'window': {'length': 64, "
-            "'stride': 64, 'max_n_fraction': 0.1}, 'balance': 'none'} is not valid under any of "
-            "the given schemas",
+            "'stride': 64, 'max_n_fraction': 0.1}, 'balance': 'none', 'baselines': ['kmer_lr', "
+            "'cnn']} is not valid under any of the given schemas",
             "['tasks']['nt']",
         ),
     ),
@@ -344,11 +347,130 @@ CASES = {
         schema_error(
             "{'format': 'fasta', 'path': 'seqs.csv', 'sequence_column': 's'} should not be valid "
             "under {'anyOf': [{'required': ['sequence_column']}, {'required': ['label_column']}, "
-            "{'required': ['group_column']}, {'required': ['id_column']}, "
-            "{'required': ['split_column']}, {'required': ['delimiter']}]}",
+            "{'required': ['group_column']}, {'required': ['id_column']}]}",
             "['tasks']['nt']['source']",
         ),
     ),
+    # ---- published checkpoints (init_from) and inits
+    "published runs without a checkpoint": (
+        SHEET,
+        {"finetune": DEFAULT_CONFIG["finetune"] | {"inits": ["published", "scratch"]}},
+        "finetune.inits has published, but no model has init_from; give a model init_from (a "
+        "Hub id such as LongSafari/hyenadna-tiny-1k-seqlen-hf, or a checkpoint directory), or "
+        "drop published from finetune.inits",
+    ),
+    "init_from on a gpt model": (
+        SHEET,
+        {"models": {"m": {"arch": "gpt", "tokenizer": "char", "init_from": "owner/x-hf"}}},
+        "model 'm' (init_from owner/x-hf): init_from loads official HyenaDNA checkpoints, but "
+        "arch is 'gpt'; set models.m.arch to hyena",
+    ),
+    "init_from with a k-mer tokenizer": (
+        SHEET,
+        {
+            "tokenizers": {"k3": {"kind": "kmer", "k": 3}},
+            "models": {"m": {"arch": "hyena", "tokenizer": "k3", "init_from": "owner/x-hf"}},
+        },
+        "model 'm' (init_from owner/x-hf): HyenaDNA checkpoints read one token per base "
+        "(HyenaDNA's character ids), but the model's tokenizer is 'kmer'; give "
+        "models.m.tokenizer a tokenizer of kind char",
+    ),
+    "init_from neither a directory nor a Hub id": (
+        SHEET,
+        {"models": {"m": {"arch": "hyena", "tokenizer": "char", "init_from": "./ckpts/tiny"}}},
+        "init_from './ckpts/tiny' is neither an existing directory nor a Hugging Face Hub id "
+        "(owner/name, e.g. LongSafari/hyenadna-tiny-1k-seqlen-hf); fix the path or the id",
+    ),
+    "local checkpoint of another size": (
+        SHEET,
+        {
+            "models": {
+                "m": {
+                    "arch": "hyena",
+                    "size": "small-32k",
+                    "tokenizer": "char",
+                    "init_from": "ckpt",
+                }
+            }
+        },
+        "model 'm' (init_from ckpt): size 'small-32k' (d_model 256, n_layer 4, d_inner 1024, "
+        "max_seq_len 32768) contradicts the checkpoint (d_model 128, n_layer 2, d_inner 512, "
+        "max_seq_len 1026 (size tiny-1k)); the checkpoint decides the model: set models.m.size "
+        "to tiny-1k",
+    ),
+    "local checkpoint shorter than max_seq_len": (
+        SHEET,
+        {
+            "models": {
+                "m": {
+                    "arch": "hyena",
+                    "tokenizer": "char",
+                    "init_from": "ckpt",
+                    "max_seq_len": 2048,
+                }
+            }
+        },
+        "model 'm' (init_from ckpt): max_seq_len 2048 is longer than the checkpoint's context "
+        "(1026); set models.m.max_seq_len to at most 1026 (and windows no longer)",
+    ),
+    "revision without init_from": (
+        SHEET,
+        {
+            "models": {
+                "m": {"arch": "hyena", "size": "micro", "tokenizer": "char", "revision": "v1"}
+            }
+        },
+        "model 'm': revision is a revision of init_from; give init_from too, or drop revision",
+    ),
+    "revision of a local checkpoint": (
+        SHEET,
+        {
+            "models": {
+                "m": {"arch": "hyena", "tokenizer": "char", "init_from": "ckpt", "revision": "v1"}
+            }
+        },
+        "model 'm' (init_from ckpt): revision applies to a Hub id; a local directory is used as "
+        "it is",
+    ),
+    "neither size nor init_from": (
+        SHEET,
+        {"models": {"m": {"arch": "hyena", "tokenizer": "char"}}},
+        schema_error(
+            "{'arch': 'hyena', 'tokenizer': 'char', 'max_seq_len': 1024, 'compile': False} is "
+            "not valid under any of the given schemas",
+            "['models']['m']",
+        ),
+    ),
+    "predict a published run that does not exist": (
+        SHEET,
+        {
+            "predict": {
+                "samples": {"s": "simulated:metagenome?seed=1&contigs=2"},
+                "task": "virus_vs_host",
+                "model": "hyena-micro",
+                "init": "published",
+                "seed": 0,
+            }
+        },
+        "predict.init 'published': model 'hyena-micro' has no such run (its inits: pretrained, "
+        "scratch); choose one of them or give the model init_from",
+    ),
+    "a Hub dataset that is not a repository id": (
+        SHEET,
+        {"tasks": {"nt": {"source": {"format": "hf_dataset", "repo": "gb"}, "labels": ["0", "1"]}}},
+        "task 'nt': source repo 'gb' is not a Hugging Face Hub dataset id (owner/name), e.g. "
+        "katarinagresova/Genomic_Benchmarks_human_nontata_promoters",
+    ),
+}
+# a local checkpoint in the cases' working directory: config.json in the shape of the released
+# tiny-1k (read at parse time), and a weights file (only its presence is checked then)
+CHECKPOINT_CONFIG = {
+    "model_type": "hyenadna",
+    "d_model": 128,
+    "n_layer": 2,
+    "d_inner": 512,
+    "max_seq_len": 1026,
+    "vocab_size": 12,
 }
 # a sheet mistake, a cross-field config mistake and a schema mistake
 END_TO_END = ["duplicate genome", "window longer than every genome of a label", "typo in a key"]
@@ -367,6 +489,9 @@ def write_case(workdir: Path, sheet: str, config: dict) -> None:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     for name in LABELLED_FILES:
         (workdir / name).write_text("seq,label\n")
+    (workdir / "ckpt").mkdir(exist_ok=True)
+    (workdir / "ckpt" / "config.json").write_text(json.dumps(CHECKPOINT_CONFIG))
+    (workdir / "ckpt" / "model.safetensors").write_bytes(b"")
 
 
 def parse(workdir: Path, sheet: str, config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,6 +524,24 @@ def test_bad_input_fails_at_parse_time(tmp_path, monkeypatch, case):
 def test_good_config_passes(tmp_path, monkeypatch):
     """The cases' starting point is sound: each case's error is its own change."""
     parse(tmp_path, SHEET, case_config({}), monkeypatch)
+
+
+def test_published_checkpoints_pass_at_parse_time(tmp_path, monkeypatch):
+    """A Hub id is not looked up while parsing (its fetch job checks it); a local checkpoint of
+    the entry's size, or of no stated size, passes; published runs need no pretraining window."""
+    models = {
+        "hub": {"arch": "hyena", "tokenizer": "char", "init_from": "LongSafari/x-hf"},
+        "local": {"arch": "hyena", "size": "tiny-1k", "tokenizer": "char", "init_from": "ckpt"},
+        "plain": {"arch": "hyena", "tokenizer": "char", "init_from": "ckpt", "max_seq_len": 512},
+    }
+    finetune = DEFAULT_CONFIG["finetune"] | {"inits": ["published", "scratch"]}
+    corpus = {"window": {"length": 4096, "stride": 4096}}  # too long, but nothing is pretrained
+    parse(
+        tmp_path,
+        SHEET,
+        case_config({"models": models, "finetune": finetune, "pretrain_corpus": corpus}),
+        monkeypatch,
+    )
 
 
 def test_sheet_defaults_come_from_the_schema(tmp_path, monkeypatch):
@@ -486,6 +629,56 @@ def test_real_cpu_config_dry_run_offline():
     assert counts["acquire_genome"] == len(rows) - 1 == 9
     assert counts["download_labelled"] == 6 and counts["labelled_windows"] == 2
     assert not any("shared/data" in row for row in rows)  # only comments name it
+
+
+def test_hyenadna_gb_config_plans_without_the_hub(tmp_path):
+    """config/hyenadna_gb.yaml plans offline: the five checkpoints are fetch jobs, so a dry
+    run asks the Hub nothing (HF_ENDPOINT points at a loopback Hub that logs every request).
+    Its plan, job by job: 8 tasks x 5 checkpoints x (published, scratch) x 5 seeds, nothing
+    pretrained, 2 reference genomes, and each dataset's windows, audit, shards and baselines."""
+    from hub_server import HubServer
+
+    gb = yaml.safe_load((ROOT / "config/hyenadna_gb.yaml").read_text())
+    with HubServer() as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env |= {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf")}
+        out = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(ROOT)]
+            + ["--configfile", str(ROOT / "config/hyenadna_gb.yaml"), "--dag", "--cores", "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert hub.requests == []
+    assert not (tmp_path / "hf").exists()
+    jobs, edges = dag_jobs(out.stdout)
+    tasks, models, seeds = len(gb["tasks"]), len(gb["models"]), len(gb["finetune"]["seeds"])
+    assert (tasks, models, seeds) == (8, 5, 5) and gb["finetune"]["inits"] == [
+        "published",
+        "scratch",
+    ]
+    assert Counter(jobs.values()) == {
+        "acquire_genome": 2,  # hg38 and mm10, the references of 6 datasets
+        "genomic_benchmark": 8,
+        "labelled_windows": 8,
+        "audit": 8,
+        "build_tokenizer": 1,
+        "tokenize": 8 * 3,
+        "fetch_checkpoint": 5,
+        "finetune": 8 * 5 * 2 * 5,
+        "baseline": 8 * 2 * 5,  # kmer_lr and cnn, per seed
+        "aggregate": 1,
+        "provenance": 1,
+        "all": 1,
+    }
+    fetched = {b for a, b in edges if jobs[a] == "fetch_checkpoint" and jobs[b] == "finetune"}
+    assert len(fetched) == 400  # every run, published or scratch, has its checkpoint's shape
+    sizes = {spec["size"] for spec in gb["models"].values()}
+    assert sizes == {"tiny-1k", "small-32k", "medium-160k", "medium-450k", "large-1m"}
+    for name, spec in gb["models"].items():
+        assert spec["init_from"] == f"LongSafari/hyenadna-{spec['size']}-seqlen-hf", name
 
 
 def test_config_checks_is_imported_by_the_workflow_only():

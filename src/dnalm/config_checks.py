@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 from dnalm.fasta import is_gzip, record_lengths
+from dnalm.hub import HubError, parse_init_from
+from dnalm.hyenadna_config import CheckpointError, check_entry, check_entry_settings
 from dnalm.labelled import source_paths
 from dnalm.model_sizes import MODEL_SIZES
 from dnalm.simulate import parse_simulated_source
@@ -33,7 +35,11 @@ __all__ = [
     "is_rule_output",
     "labelled_tasks",
     "longest_record_bound",
+    "model_inits",
     "pretrain_genomes",
+    "pretrained_models",
+    "pretraining_needed",
+    "published_models",
     "read_genome_sheet",
     "task_genomes",
     "acquired_genomes",
@@ -85,6 +91,30 @@ def task_split_by(spec: Mapping[str, Any]) -> str:
 
 def pretrain_genomes(sheet: pd.DataFrame) -> list[str]:
     return list(sheet.index[sheet["pretrain"]])
+
+
+def published_models(config: Mapping[str, Any]) -> list[str]:
+    """Models with a published checkpoint (`init_from`), which the fetch_checkpoint rule brings."""
+    return [m for m, spec in config["models"].items() if "init_from" in spec]
+
+
+def model_inits(config: Mapping[str, Any], model: str) -> list[str]:
+    """The inits a model is trained from (finetune.inits): published only with an init_from."""
+    has_checkpoint = "init_from" in config["models"][model]
+    return [i for i in config["finetune"]["inits"] if i != "published" or has_checkpoint]
+
+
+def pretrained_models(config: Mapping[str, Any]) -> list[str]:
+    """Models that dnalm pretrains: those with a `pretrained` run."""
+    return [m for m in config["models"] if "pretrained" in model_inits(config, m)]
+
+
+def pretraining_needed(config: Mapping[str, Any]) -> bool:
+    """Whether the pretraining corpus is cut: some model is pretrained, or a bpe tokenizer
+    learns its merges from the corpus' train windows."""
+    tokenizers = {spec["tokenizer"] for spec in config["models"].values()}
+    bpe = any(config["tokenizers"][t]["kind"] == "bpe" for t in tokenizers)
+    return bpe or bool(pretrained_models(config))
 
 
 def is_rule_output(path: str) -> bool:
@@ -187,6 +217,7 @@ def check_config(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
     if "pretrain" in config["tasks"]:
         raise ConfigError("'pretrain' is reserved for the pretraining corpus; rename that task")
     check_models(config)
+    check_inits(config)
     check_local_sources(config, sheet)
     check_windows(config, sheet)
     labelled = labelled_tasks(config)
@@ -213,11 +244,48 @@ def check_models(config: Mapping[str, Any]) -> None:
                 f"model {name!r} uses tokenizer {spec['tokenizer']!r}, which is not under "
                 f"'tokenizers' (have: {', '.join(tokenizers)})"
             )
-        if spec["size"] not in MODEL_SIZES[spec["arch"]]:
+        if "init_from" in spec:
+            check_published_model(name, spec, tokenizers[spec["tokenizer"]])
+        elif spec.get("revision"):
+            raise ConfigError(
+                f"model {name!r}: revision is a revision of init_from; give init_from too, or "
+                "drop revision"
+            )
+        elif spec["size"] not in MODEL_SIZES[spec["arch"]]:
             raise ConfigError(
                 f"model {name!r}: unknown size {spec['size']!r} for arch {spec['arch']!r}; "
                 f"choose one of {', '.join(MODEL_SIZES[spec['arch']])}"
             )
+
+
+def check_published_model(name: str, spec: Mapping[str, Any], tokenizer: Mapping[str, Any]) -> None:
+    """A model with `init_from`: HyenaDNA with a char tokenizer; a Hub id (checked by its fetch
+    job, never at parse time) or an existing checkpoint directory, which is read now (its
+    config.json, as JSON) and must fit the entry."""
+    spec = {"name": name, **spec}
+    where = f"model {name!r} (init_from {spec['init_from']})"
+    try:
+        check_entry_settings(spec, tokenizer, where)
+        kind, value = parse_init_from(spec["init_from"])
+        if kind == "local" and spec.get("revision"):
+            raise ConfigError(
+                f"{where}: revision applies to a Hub id; a local directory is used as it is"
+            )
+        if kind == "local":
+            check_entry(Path(value).expanduser(), spec, tokenizer, where)
+    except (HubError, CheckpointError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_inits(config: Mapping[str, Any]) -> None:
+    """`published` runs need a model with a published checkpoint."""
+    inits = config["finetune"]["inits"]
+    if "published" in inits and not published_models(config):
+        raise ConfigError(
+            "finetune.inits has published, but no model has init_from; give a model init_from "
+            "(a Hub id such as LongSafari/hyenadna-tiny-1k-seqlen-hf, or a checkpoint "
+            "directory), or drop published from finetune.inits"
+        )
 
 
 def check_local_sources(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
@@ -237,15 +305,17 @@ def check_windows(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
     tasks = config["tasks"]
     labelled = labelled_tasks(config)
     genome_tasks = [t for t in tasks if t not in labelled]
+    corpus = pretraining_needed(config)  # else the corpus' windows are never cut
     # before max_seq_len: a window no genome can hold is the first thing to change
-    check_window_fits(
-        sheet,
-        "pretrain_corpus",
-        "pretraining genome",
-        pretrain_genomes(sheet),
-        config["pretrain_corpus"]["window"]["length"],
-        "pretrain_corpus.window.length",
-    )
+    if corpus:
+        check_window_fits(
+            sheet,
+            "pretrain_corpus",
+            "pretraining genome",
+            pretrain_genomes(sheet),
+            config["pretrain_corpus"]["window"]["length"],
+            "pretrain_corpus.window.length",
+        )
     for task in genome_tasks:
         genomes = sheet.loc[sheet.index.intersection(task_genomes(config, sheet, task))]
         for label, of_label in genomes.groupby("label"):
@@ -257,11 +327,10 @@ def check_windows(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
                 tasks[task]["window"]["length"],
                 f"tasks.{task}.window.length",
             )
-    longest = max(
-        [config["pretrain_corpus"]["window"]["length"]]
-        + [tasks[t]["window"]["length"] for t in genome_tasks]
-        + [tasks[t]["max_length"] for t in labelled if "max_length" in tasks[t]]
-    )
+    windows = [config["pretrain_corpus"]["window"]["length"]] if corpus else []
+    windows += [tasks[t]["window"]["length"] for t in genome_tasks]
+    windows += [tasks[t]["max_length"] for t in labelled if "max_length" in tasks[t]]
+    longest = max(windows, default=0)
     for name, spec in config["models"].items():
         if spec["max_seq_len"] < longest:
             raise ConfigError(
@@ -273,7 +342,10 @@ def check_windows(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
 def check_labelled_task(task: str, spec: Mapping[str, Any]) -> None:
     """What can be checked of a labelled task before reading it: files, labels, groups."""
     source = spec["source"]
-    paths = source_paths(source)
+    try:
+        paths = source_paths(source)
+    except ValueError as err:
+        raise ConfigError(f"task {task!r}: {err}") from None
     for path in paths:
         if not is_rule_output(path) and not Path(path).exists():
             raise ConfigError(
@@ -289,7 +361,7 @@ def check_labelled_task(task: str, spec: Mapping[str, Any]) -> None:
     if not groups:
         return
     if source["format"] == "genomic_benchmarks" or (
-        source["format"] in ("csv", "tsv") and "group_column" not in source
+        source["format"] in ("csv", "tsv", "hf_dataset") and "group_column" not in source
     ):
         raise ConfigError(
             f"task {task!r}: test_groups/val_groups need groups; set source.group_column"
@@ -354,6 +426,13 @@ def check_predict(config: Mapping[str, Any]) -> None:
     seeds = [int(s) for s in config["finetune"]["seeds"]]
     if int(predict["seed"]) not in seeds:
         raise ConfigError(f"predict.seed {predict['seed']} is not among finetune.seeds {seeds}")
+    inits = model_inits(config, predict["model"])
+    if predict["init"] not in inits:
+        raise ConfigError(
+            f"predict.init {predict['init']!r}: model {predict['model']!r} has no such run "
+            f"(its inits: {', '.join(inits)}); choose one of them"
+            + (" or give the model init_from" if predict["init"] == "published" else "")
+        )
     for sample, source in samples.items():
         try:
             kind = parse_source(source, f"predict sample {sample!r}").kind
@@ -394,7 +473,7 @@ def genomic_benchmark_datasets(config: Mapping[str, Any]) -> list[str]:
 
 def acquired_genomes(config: Mapping[str, Any], sheet: pd.DataFrame) -> list[str]:
     """Every sheet genome the default target acquires: pretraining, task and reference genomes."""
-    genomes = set(pretrain_genomes(sheet))
+    genomes = set(pretrain_genomes(sheet)) if pretraining_needed(config) else set()
     for task, spec in config["tasks"].items():
         if "source" not in spec:
             genomes.update(task_genomes(config, sheet, task))

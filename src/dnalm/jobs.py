@@ -17,10 +17,14 @@ Job parameters (every path relative to the working directory):
   `nproc` (processes, default 1), `backend` (null = nccl on CUDA, gloo on the CPU); optional
   `gpus` (devices of this machine the job claims for itself and its ranks, `dnalm.launch`) and
   `checkpoint` (a directory outside the outputs for the resumable state, deleted at the end).
-- pretrain: `shards` train and val; `outputs` dir (save_pretrained directory), curve, summary.
-- finetune: `shards` train, val and test; `init` (pretrained or scratch), `pretrained` (model
-  directory, for init pretrained), `seed`, `task`, `test_windows` (parquet); `outputs` metrics,
-  predictions, curve, model.
+- both stages, for a model entry with `init_from`: `published` (the directory the checkpoint
+  was fetched into, `dnalm.hub`): its config is the architecture of every init.
+- pretrain: `shards` train and val; `outputs` dir (save_pretrained directory), curve, summary;
+  optional `start` (scratch, the default, or published: continue from the checkpoint's weights).
+- finetune: `shards` train, val and test; `init` (published, pretrained or scratch),
+  `pretrained` (model directory, for init pretrained), `seed`, `task`, `test_windows`
+  (parquet); `outputs` metrics, predictions, curve, model; optional `data` (the task's config
+  entry, shown in the model card). `train` may hold `freeze_backbone` (train the head alone).
 """
 
 from __future__ import annotations
@@ -162,21 +166,62 @@ def setup_job(params: dict[str, Any], log: logging.Logger, **fingerprint: Any) -
     cfg = TrainConfig(**params["train"])
     complement = complement_ids(tokenizer) if cfg.rc_augment > 0 else None
     checkpoint = _checkpoint(params, cfg, log, **fingerprint)
-    return Job(params["model"], tokenizer, shards, cfg, complement, checkpoint)
+    spec = params["model"] | {"size": model_size(params["model"], params)}
+    return Job(spec, tokenizer, shards, cfg, complement, checkpoint)
+
+
+def published_source(params: dict[str, Any]) -> dict | None:
+    """What the model's fetched checkpoint is (`source.json`: repo and commit, or local path)."""
+    if not params.get("published"):
+        return None
+    from dnalm.hub import SOURCE_RECORD
+
+    record = Path(params["published"]) / SOURCE_RECORD
+    source = json.loads(record.read_text()) if record.exists() else {"source": "local"}
+    return {k: v for k, v in source.items() if k != "files"} | {"dir": str(params["published"])}
+
+
+def check_published(params: dict[str, Any], tokenizer) -> None:
+    """The fetched checkpoint must fit the model entry (size, context, tokenizer) before a
+    network is built from it; the fetch job checked it too, this guards a hand-made job file."""
+    if not params.get("published"):
+        return
+    from dnalm.hyenadna_config import check_entry
+    from dnalm.tokenization import tokenizer_spec
+
+    check_entry(params["published"], params["model"], tokenizer_spec(tokenizer))
 
 
 def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logger) -> None:
-    """Next-token pretraining of one model; rank 0 saves the model, curve and summary."""
+    """Next-token pretraining of one model; rank 0 saves the model, curve, summary and card.
+
+    A model with a published checkpoint has its architecture; `start: published` continues
+    from its weights instead of random ones."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from dnalm import distributed
-    from dnalm.models import config_for
+    from dnalm.model_dir import write_model_card
+    from dnalm.models import config_for, entry_overrides, load_hyenadna
     from dnalm.training import pretrain_lm
 
     job, outputs = setup_job(params, log), params["outputs"]
+    check_published(params, job.tokenizer)
+    start = params.get("start") or "scratch"
+    if start not in ("scratch", "published") or (
+        start == "published" and not params.get("published")
+    ):
+        raise ValueError(
+            f"pretraining start {start!r}: use scratch, or published for a model with init_from"
+        )
     torch.manual_seed(job.cfg.seed)
-    model = AutoModelForCausalLM.from_config(config_for(job.spec, job.tokenizer))
+    if start == "published":
+        model = load_hyenadna(params["published"], **entry_overrides(job.spec))
+        log.info("pretraining continues from the published checkpoint %s", params["published"])
+    else:
+        model = AutoModelForCausalLM.from_config(
+            config_for(job.spec, job.tokenizer, params.get("published"))
+        )
     n_params = job.prepare(model, f"pretraining {job.spec['name']}", device, threads, log)
     train, val = job.shards["train"], job.shards["val"]
     summary = pretrain_lm(model, train, val, job.cfg, **job.run(device, outputs["curve"], log))
@@ -185,8 +230,11 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     job.save(outputs["dir"], model)
     summary |= {k: job.spec[k] for k in ("arch", "size")}
     summary |= {"model": job.spec["name"], "params": n_params, "device": str(device)}
-    summary |= {"threads": threads, "train": job.cfg.as_dict()}
+    summary |= {"threads": threads, "train": job.cfg.as_dict(), "start": start}
     summary |= {"train_windows": len(train), "val_windows": len(val)}
+    if params.get("published"):
+        summary["published"] = published_source(params)
+    write_model_card(outputs["dir"], summary)
     write_json(outputs["summary"], summary)
     if job.checkpoint:
         job.checkpoint.remove()
@@ -196,42 +244,79 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     )
 
 
+def model_size(spec: dict[str, Any], params: dict[str, Any]) -> str:
+    """The size a run reports: the entry's, else the published checkpoint's named size, else
+    its shape (`d<width>x<layers>`)."""
+    if spec.get("size"):
+        return spec["size"]
+    if params.get("published"):
+        from dnalm.hyenadna_config import checkpoint_shape, read_checkpoint_config, size_of
+
+        shape = checkpoint_shape(read_checkpoint_config(params["published"])[2])
+        return size_of(shape) or f"d{shape['d_model']}x{shape['n_layer']}"
+    raise ValueError(f"model {spec.get('name')!r} has no size and no init_from")
+
+
+INITS = ("published", "pretrained", "scratch")
+
+
 def build_classifier(params: dict[str, Any], tokenizer, labels: list[str]):
-    """The classifier of one init: the pretrained backbone with a new head, or random weights;
-    the head is drawn from the run's seed after building, the same for every init (`init_head`).
+    """The classifier of one init: the published checkpoint's backbone, dnalm's pretrained
+    backbone, or random weights, each with a new head. The head is drawn from the run's seed
+    after building, the same for every init (`init_head`), so the inits differ in the backbone
+    only. A model with a published checkpoint is its architecture for every init.
     """
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from dnalm.models import config_for, init_head
+    from dnalm.models import config_for, entry_overrides, init_head, load_hyenadna
 
-    ids = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
-    ids["label2id"] = {x: i for i, x in enumerate(labels)}
+    init, published = params["init"], params.get("published")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, not {init!r}")
+    if init == "published" and not published:
+        raise ValueError(
+            "init published needs the model's fetched init_from checkpoint (job key published)"
+        )
+    check_published(params, tokenizer)
+    ids = {"id2label": dict(enumerate(labels)), "label2id": {x: i for i, x in enumerate(labels)}}
     torch.manual_seed(int(params["seed"]))
-    if params["init"] == "pretrained":
-        model = AutoModelForSequenceClassification.from_pretrained(params["pretrained"], **ids)
-    elif params["init"] == "scratch":
-        config = config_for(params["model"], tokenizer, **ids)
-        model = AutoModelForSequenceClassification.from_config(config)
+    if init == "pretrained":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            params["pretrained"], num_labels=len(labels), **ids
+        )
+    elif init == "published":
+        overrides = entry_overrides(params["model"]) | ids
+        model = load_hyenadna(
+            published, task="sequence_classification", num_labels=len(labels), **overrides
+        )
     else:
-        raise ValueError(f"init must be pretrained or scratch, not {params['init']!r}")
+        config = config_for(params["model"], tokenizer, published, num_labels=len(labels), **ids)
+        model = AutoModelForSequenceClassification.from_config(config)
     init_head(model, int(params["seed"]))
     return model
 
 
 def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logger) -> None:
-    """Train one classifier (pretrained or scratch init), select on val, score test once."""
+    """Train one classifier (published, pretrained or scratch init), select on val, score test
+    once; with `freeze_backbone`, only the head trains (a linear probe)."""
     from dnalm import distributed
+    from dnalm.models import count_parameters, freeze_backbone
     from dnalm.training import finetune_classifier, predict_proba
 
     train_opts = dict(params["train"])
     select_on = train_opts.pop("select_on")
+    frozen = bool(train_opts.pop("freeze_backbone", False))
     init, seed, task = params["init"], int(params["seed"]), params["task"]
     job_params = {**params, "train": {**train_opts, "seed": seed}}
-    job = setup_job(job_params, log, init=init, task=task, select_on=select_on)
+    fingerprint = {"init": init, "task": task, "select_on": select_on, "freeze_backbone": frozen}
+    job = setup_job(job_params, log, **fingerprint)
     shards, labels = job.shards, job.shards["train"].meta["labels"]
     model = build_classifier(params, job.tokenizer, labels)
     n_params = job.prepare(model, f"{job.spec['name']} {init} seed {seed}", device, threads, log)
+    trainable = freeze_backbone(model) if frozen else count_parameters(model)
+    if frozen:
+        log.info("freeze_backbone: only the head trains (%d of %d parameters)", trainable, n_params)
     run = job.run(device, params["outputs"]["curve"], log)
     result = finetune_classifier(
         model, shards["train"], shards["val"], job.cfg, select_on=select_on, **run
@@ -240,17 +325,20 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     if not distributed.is_main():
         return
     test = score_test(shards["test"].labels, probs, result["best_step"], log)
-    write_finetune_outputs(params, model, job, labels, probs)
-    write_json(
-        params["outputs"]["metrics"],
-        {"task": task, "model": job.spec["name"]}
-        | {k: job.spec[k] for k in ("arch", "size")}
-        | {"params": n_params, "init": init, "seed": seed, "test": test}
+    metrics = (
+        {"task": task, "model": job.spec["name"], "arch": job.spec["arch"]}
+        | {"size": job.spec["size"], "params": n_params, "init": init, "seed": seed}
+        | {"test": test}
         | result
         | {"device": str(device), "train": job.cfg.as_dict()}
+        | {"freeze_backbone": frozen, "trainable_params": trainable}
         | {"windows": {s: len(shards[s]) for s in ("train", "val", "test")}}
-        | {"window_length": int(shards["train"].meta["window_length"])},
+        | {"window_length": int(shards["train"].meta["window_length"])}
     )
+    if params.get("published"):
+        metrics["published"] = published_source(params)
+    write_finetune_outputs(params, model, job, labels, probs, metrics)
+    write_json(params["outputs"]["metrics"], metrics)
     if job.checkpoint:
         job.checkpoint.remove()
 
@@ -268,20 +356,24 @@ def score_test(labels, probs, best_step: int, log: logging.Logger) -> dict:
     return test
 
 
-def write_finetune_outputs(params: dict[str, Any], model, job: Job, labels, probs) -> None:
-    """Per-window test predictions, and the fine-tuned model directory (weights, tokenizer and
-    what prediction needs to know about its training)."""
+def write_finetune_outputs(
+    params: dict[str, Any], model, job: Job, labels, probs, metrics: dict
+) -> None:
+    """Per-window test predictions, and the fine-tuned model directory (weights, tokenizer, what
+    prediction needs to know about its training, and its model card)."""
     import pandas as pd
 
     from dnalm.files import write_tsv
     from dnalm.metrics import prediction_table
-    from dnalm.model_dir import write_training_info
+    from dnalm.model_dir import write_model_card, write_training_info
 
     windows = pd.read_parquet(params["test_windows"])
     write_tsv(params["outputs"]["predictions"], prediction_table(windows, labels, probs))
-    job.save(params["outputs"]["model"], model)
+    model_dir = params["outputs"]["model"]
+    job.save(model_dir, model)
     window_length = int(job.shards["train"].meta["window_length"])
-    write_training_info(params["outputs"]["model"], window_length=window_length, labels=labels)
+    write_training_info(model_dir, window_length=window_length, labels=labels)
+    write_model_card(model_dir, metrics, labels=labels, data=params.get("data"))
 
 
 JOBS: dict[str, Callable[..., None]] = {"pretrain": pretrain_job, "finetune": finetune_job}
@@ -305,6 +397,12 @@ def _checkpoint(params: dict[str, Any], cfg, log: logging.Logger, **extra: Any):
     if params.get("pretrained"):
         weights = Path(params["pretrained"]) / "model.safetensors"
         extra["pretrained"] = file_checksum(weights, "sha256")
+    if params.get("published"):
+        from dnalm.hub import SOURCE_RECORD
+
+        record = Path(params["published"]) / SOURCE_RECORD
+        extra["published"] = json.loads(record.read_text()) if record.exists() else None
+        extra["start"] = params.get("start")
     return Checkpoint(params["checkpoint"], fingerprint(cfg, **extra), log)
 
 

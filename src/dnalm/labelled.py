@@ -1,6 +1,6 @@
 """Labelled-sequence tasks: sequences that arrive with their class, not windows cut from genomes.
 
-Four sources are read into one table (columns `id`, `sequence`, `label`, `source`, `file`, `line`,
+Five sources are read into one table (columns `id`, `sequence`, `label`, `source`, `file`, `line`,
 plus `group` and `split` when the source has them):
 
 - GenomicBenchmarks' layout `<dataset>/{train,test}/<class>/<id>.txt` (one sequence per file);
@@ -8,7 +8,9 @@ plus `group` and `split` when the source has them):
 - ViraMiner's header-less `seq_id,sequence,label` CSVs, one file per sequencing experiment
   (the experiment, i.e. the file stem, is the group: contigs of one sample are related);
 - FASTA with the label in the header (`label=<class>` by default, else the last `|` field of the
-  record id; or any regex with one capture group).
+  record id; or any regex with one capture group);
+- a Hugging Face Hub dataset's parquet files, fetched by a job into a directory (`hf_dataset`;
+  the split of each file comes from its path, as the Hub names splits).
 
 Every problem is reported with the file, line (or record) and column, because these files are
 hand-made more often than genomes are. The table is then split (`assign_splits`; with
@@ -18,6 +20,7 @@ same columns as genome-task windows plus the inline `sequence` (`labelled_window
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import os
 import re
@@ -39,9 +42,12 @@ __all__ = [
     "assign_splits",
     "cross_split_duplicates",
     "genomic_benchmarks_dir",
+    "hub_dataset_dir",
+    "hub_datasets",
     "labelled_downloads",
     "labelled_windows",
     "read_genomic_benchmarks",
+    "read_hf_dataset",
     "read_labelled_fasta",
     "read_source",
     "read_table",
@@ -51,13 +57,26 @@ __all__ = [
     "source_paths",
 ]
 
-FORMATS = ("csv", "tsv", "genomic_benchmarks", "viraminer", "fasta")
+FORMATS = ("csv", "tsv", "genomic_benchmarks", "viraminer", "fasta", "hf_dataset")
 LABELLED_COLUMNS = [*WINDOW_COLUMNS, "sequence"]
 DEFAULT_LABEL_PATTERN = r"label=(\S+)"
 DEFAULT_GROUP_PATTERN = r"group=(\S+)"
 _INVALID = re.compile(f"[^{IUPAC_NUCLEOTIDES}{IUPAC_NUCLEOTIDES.lower()}]")
 _RNA_TO_DNA = str.maketrans("Uu", "Tt")
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+# How the Hub names splits in file paths (the `datasets` library's conventions), ours on the right.
+HUB_SPLITS = {
+    "train": "train",
+    "training": "train",
+    "validation": "val",
+    "valid": "val",
+    "val": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+    "evaluation": "test",
+}
 
 
 class LabelledInputError(ValueError):
@@ -409,7 +428,141 @@ def read_labelled_fasta(
     return _clean(table)
 
 
+def _hub_split(relative: str) -> str | None:
+    """The split a Hub file path names (`data/train-00000-of-00001.parquet`,
+    `default/test/0000.parquet`, `validation.parquet`), or None."""
+    found = set()
+    for part in Path(relative).with_suffix("").parts:
+        token = re.split(r"[-_.]", part.lower(), maxsplit=1)[0]
+        if token in HUB_SPLITS:
+            found.add(HUB_SPLITS[token])
+    return found.pop() if len(found) == 1 else None
+
+
+def _class_label_names(schema, column: str) -> list[str] | None:
+    """The names of a `ClassLabel` column, from the `datasets` metadata a Hub parquet carries."""
+    import json
+
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        features = json.loads(raw)["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    feature = features.get(column) if isinstance(features, dict) else None
+    if isinstance(feature, dict) and feature.get("_type") == "ClassLabel":
+        return [str(name) for name in feature.get("names", [])] or None
+    return None
+
+
+def read_hf_dataset(
+    path: str | os.PathLike[str],
+    *,
+    sequence_column: str = "seq",
+    label_column: str = "label",
+    id_column: str | None = None,
+    group_column: str | None = None,
+    splits: Mapping[str, str | Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """The parquet files of a Hub dataset (as `dnalm.hub.fetch_dataset` lays them out), with the
+    source's own split: each file's split comes from its path (train, validation/valid/dev,
+    test/eval), or from `splits` (split -> glob pattern(s) relative to `path`). Integer labels of
+    a `ClassLabel` column become their names; other labels are read as text. Ids default to
+    `<split>:<n>`, the row's position in that split."""
+    import pyarrow.parquet as pq
+
+    root = _exists(path, "Hub dataset directory")
+    files = sorted(p for p in root.rglob("*.parquet") if p.is_file())
+    if not files:
+        raise LabelledInputError(root, "no parquet file; is this a fetched Hub dataset?")
+    assigned: dict[Path, str] = {}
+    for file in files:
+        relative = file.relative_to(root).as_posix()
+        if splits:
+            names = [
+                name
+                for name, patterns in splits.items()
+                if any(
+                    fnmatch.fnmatch(relative, pattern)
+                    for pattern in ([patterns] if isinstance(patterns, str) else patterns)
+                )
+            ]
+            split = HUB_SPLITS.get(names[0], names[0]) if len(names) == 1 else None
+            if len(names) > 1:
+                raise LabelledInputError(
+                    file, f"matches the patterns of several splits ({', '.join(names)})"
+                )
+            if split is None:
+                continue  # a file of no listed split (another subset of the dataset)
+            if split not in SPLITS:
+                raise ValueError(
+                    f"source.splits names split {names[0]!r}; use train, validation or test"
+                )
+        else:
+            split = _hub_split(relative)
+            if split is None:
+                raise LabelledInputError(
+                    file,
+                    "its path names no split (train, validation, test); set source.splits to "
+                    "map split names to file patterns, e.g. {train: 'data/train-*.parquet'}",
+                )
+        assigned[file] = split
+    if not assigned:
+        raise LabelledInputError(root, f"no parquet file matches source.splits {dict(splits)}")
+    frames, counters = [], dict.fromkeys(SPLITS, 0)
+    for file, split in assigned.items():
+        table = pq.read_table(file)
+        wanted = {
+            "sequence": sequence_column,
+            "label": label_column,
+            "id": id_column,
+            "group": group_column,
+        }
+        for key, column in wanted.items():
+            if column is not None and column not in table.column_names:
+                raise LabelledInputError(
+                    file,
+                    f"no column {column!r} (the file has: {', '.join(table.column_names)}); set "
+                    f"source.{key}_column to the column that holds the {key}",
+                )
+        names = _class_label_names(table.schema, label_column)
+        labels = table.column(label_column).to_pandas()
+        if names is not None:
+            bad = ~labels.isin(range(len(names)))
+            if bad.any():
+                raise LabelledInputError(
+                    file,
+                    f"label {labels[bad].iloc[0]!r} is not an id of the ClassLabel {names}",
+                    line=int(np.flatnonzero(bad.to_numpy())[0]) + 1,
+                    column=label_column,
+                )
+            labels = labels.map(dict(enumerate(names)))
+        n = table.num_rows
+        frame = pd.DataFrame(
+            {
+                "sequence": table.column(sequence_column).to_pandas().astype("string").fillna(""),
+                "label": labels.astype("string").fillna(""),
+                "split": split,
+                "file": str(file),
+                "line": np.arange(1, n + 1),
+            }
+        ).astype({"sequence": object, "label": object})
+        if id_column:
+            frame["id"] = table.column(id_column).to_pandas().astype(str).str.strip().to_numpy()
+        else:
+            frame["id"] = [f"{split}:{counters[split] + i}" for i in range(n)]
+        counters[split] += n
+        if group_column:
+            frame["group"] = table.column(group_column).to_pandas().astype(str).to_numpy()
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    table["source"] = root.name
+    return _clean(table, sequence_column, label_column)
+
+
 LABELLED_DOWNLOADS = "resources/downloads/labelled"
+HUB_DATASETS = "resources/hub_datasets"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -467,9 +620,56 @@ def labelled_downloads(tasks: Mapping) -> dict[str, tuple[str, str]]:
     return files
 
 
+def hub_dataset_dir(source: Mapping) -> str:
+    """Where the fetch_dataset rule puts a Hub dataset (`hf_dataset`): one directory per
+    repository and revision, `resources/hub_datasets/<owner>--<name>[@<revision>]`."""
+    repo = str(source.get("repo", ""))
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo) or ".." in repo:
+        raise ValueError(
+            f"source repo {repo!r} is not a Hugging Face Hub dataset id (owner/name), e.g. "
+            "katarinagresova/Genomic_Benchmarks_human_nontata_promoters"
+        )
+    name = repo.replace("/", "--")
+    if source.get("revision"):
+        name += "@" + urllib.parse.quote(str(source["revision"]), safe="")
+    return f"{HUB_DATASETS}/{name}"
+
+
+def hub_datasets(tasks: Mapping) -> dict[str, dict]:
+    """Directory -> what to fetch (repo, revision, file patterns or None for every parquet) of
+    every Hub dataset the labelled tasks name: what the fetch_dataset rule makes. Tasks naming
+    one repository and revision share it; the patterns are the union of theirs."""
+    found: dict[str, dict] = {}
+    for task, spec in tasks.items():
+        source = spec.get("source") or {}
+        if source.get("format") != "hf_dataset":
+            continue
+        try:
+            directory = hub_dataset_dir(source)
+        except ValueError as err:
+            raise ValueError(f"task {task!r}: {err}") from None
+        splits = source.get("splits")
+        patterns = None
+        if splits:
+            patterns = sorted(
+                {p for v in splits.values() for p in ([v] if isinstance(v, str) else v)}
+            )
+        entry = found.setdefault(
+            directory,
+            {"repo": source["repo"], "revision": source.get("revision"), "patterns": patterns},
+        )
+        if entry["patterns"] is None or patterns is None:
+            entry["patterns"] = None
+        else:
+            entry["patterns"] = sorted(set(entry["patterns"]) | set(patterns))
+    return found
+
+
 def source_paths(source: Mapping) -> list[str]:
-    """The files (or the GenomicBenchmarks directory) a source reads: as given in the config,
-    or where the files it names by URL are fetched to (`source_downloads`)."""
+    """The files (or the GenomicBenchmarks or Hub dataset directory) a source reads: as given in
+    the config, or where the files it names by URL, or its Hub dataset, are fetched to."""
+    if source.get("format") == "hf_dataset":
+        return [hub_dataset_dir(source)]
     downloads = source_downloads(source)
     if downloads:
         return [path for _, _, path in downloads]
@@ -490,7 +690,16 @@ def read_source(source: Mapping) -> pd.DataFrame:
     if fmt not in FORMATS:
         raise ValueError(f"unknown source format {fmt!r}; choose one of {', '.join(FORMATS)}")
     paths = source_paths(source)
-    if fmt == "viraminer":
+    if fmt == "hf_dataset":
+        table = read_hf_dataset(
+            paths[0],
+            sequence_column=source.get("sequence_column", "seq"),
+            label_column=source.get("label_column", "label"),
+            id_column=source.get("id_column"),
+            group_column=source.get("group_column"),
+            splits=source.get("splits"),
+        )
+    elif fmt == "viraminer":
         table = read_viraminer(paths)
     elif fmt == "genomic_benchmarks":
         table = read_genomic_benchmarks(paths[0], source.get("dataset"))

@@ -16,18 +16,24 @@ its embedding to 16 rows):
     tiny-1k         436,096   0.44M     526,464
     small-32k     3,277,568    3.3M   4,199,680
     medium-160k   6,550,528    6.6M   8,396,032
+    medium-450k   6,550,528    6.6M   8,396,032
     large-1m      6,550,528    6.6M   8,396,032
 
 The Hyena counts reproduce the paper's. They include one shared sine-frequency vector per
 filter (as HyenaDNA) and exclude the fixed buffers (positional features, decay rates). The GPT
 baseline is ~20-28% larger at equal shapes, because its SwiGLU MLP has three matrices, not two.
+
+medium-450k is the shape of the paper's table (width 256, 8 layers, 450k context); the published
+checkpoints' own `config.json` could not be read where this was written. The released
+checkpoints' `max_seq_len` is the nominal context plus 2 (1,026 for tiny-1k), which
+`dnalm.hyenadna_config.size_of` allows for when it names a checkpoint's size.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SIZE_NAMES = ("micro", "tiny-1k", "small-32k", "medium-160k", "large-1m")
+SIZE_NAMES = ("micro", "tiny-1k", "small-32k", "medium-160k", "medium-450k", "large-1m")
 
 _SHAPES: dict[str, dict[str, int]] = {
     # name: width, depth, MLP width, reference context length
@@ -35,6 +41,7 @@ _SHAPES: dict[str, dict[str, int]] = {
     "tiny-1k": {"d_model": 128, "n_layer": 2, "d_inner": 512, "max_seq_len": 1024},
     "small-32k": {"d_model": 256, "n_layer": 4, "d_inner": 1024, "max_seq_len": 32768},
     "medium-160k": {"d_model": 256, "n_layer": 8, "d_inner": 1024, "max_seq_len": 160000},
+    "medium-450k": {"d_model": 256, "n_layer": 8, "d_inner": 1024, "max_seq_len": 450000},
     "large-1m": {"d_model": 256, "n_layer": 8, "d_inner": 1024, "max_seq_len": 1_000_000},
 }
 
@@ -61,6 +68,7 @@ PARAMETER_COUNTS: dict[str, dict[str, int]] = {
         "tiny-1k": 436_096,
         "small-32k": 3_277_568,
         "medium-160k": 6_550_528,
+        "medium-450k": 6_550_528,
         "large-1m": 6_550_528,
     },
     "gpt": {
@@ -68,6 +76,7 @@ PARAMETER_COUNTS: dict[str, dict[str, int]] = {
         "tiny-1k": 526_464,
         "small-32k": 4_199_680,
         "medium-160k": 8_396_032,
+        "medium-450k": 8_396_032,
         "large-1m": 8_396_032,
     },
 }
@@ -77,5 +86,6 @@ PAPER_PARAMETERS_M: dict[str, float] = {
     "tiny-1k": 0.44,
     "small-32k": 3.3,
     "medium-160k": 6.6,
+    "medium-450k": 6.6,
     "large-1m": 6.6,
 }

@@ -245,7 +245,16 @@ class _Progress:
             self._log_line(time.perf_counter())
 
 
-def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+def sequence_windows(record: str, seq: bytes, window: int, stride: int) -> Iterator[Window]:
+    """The windows of one sequence held in memory (a table row), cut as `stream_windows` cuts
+    a FASTA record: the last window flush with the end, the last one carrying the length."""
+    windower = _RecordWindower(record, window, stride)
+    yield from windower.add(seq)
+    yield from windower.finish()
+
+
+def batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+    """Consecutive windows in lists of `size` (windows of several records share a batch)."""
     batch: list[Window] = []
     for w in windows:
         batch.append(w)
@@ -254,6 +263,29 @@ def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
             batch = []
     if batch:
         yield batch
+
+
+def encode_windows(
+    encoder, batch: list[Window], max_tokens: int | None, source: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask) of a batch of windows, right-padded with [PAD] to its longest window in
+    tokens; a window with no token (shorter than one k-mer) is one [UNK]. A window longer than
+    the model accepts fails, naming it."""
+    unknown = np.array([encoder.unk_id])
+    encoded = [e if len(e) else unknown for e in encoder.encode_many([w.seq for w in batch])]
+    width = max(len(e) for e in encoded)
+    if max_tokens and width > max_tokens:
+        w = batch[max(range(len(batch)), key=lambda j: len(encoded[j]))]
+        raise ValueError(
+            f"{source}, record {w.record!r}, window {w.start}-{w.end}: {width} tokens, "
+            f"more than the model's {max_tokens}; use a shorter --window"
+        )
+    ids = np.full((len(batch), width), encoder.pad_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for j, e in enumerate(encoded):
+        ids[j, : len(e)] = e
+        mask[j, : len(e)] = 1
+    return ids, mask
 
 
 def max_window_tokens(encoder, window: int) -> int | None:
@@ -294,8 +326,6 @@ def predict_fasta(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    pad = encoder.pad_id
-    unknown = np.array([encoder.unk_id])  # a record shorter than one k-mer has no token
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     pos_index = 1 if len(labels) > 1 else 0
     positive = labels[pos_index]
@@ -325,22 +355,8 @@ def predict_fasta(
         if out_bed:
             bed = rest.pop(0)
         bar = files.enter_context(contextlib.closing(_Progress(progress, log)))
-        for batch in _batches(stream_windows(fasta, window, stride), batch_size):
-            encoded = [
-                e if len(e) else unknown for e in encoder.encode_many([w.seq for w in batch])
-            ]
-            width = max(len(e) for e in encoded)
-            if max_tokens and width > max_tokens:
-                w = batch[max(range(len(batch)), key=lambda j: len(encoded[j]))]
-                raise ValueError(
-                    f"{fasta}, record {w.record!r}, window {w.start}-{w.end}: {width} tokens, "
-                    f"more than the model's {max_tokens}; use a shorter --window"
-                )
-            ids = np.full((len(batch), width), pad, dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for j, e in enumerate(encoded):
-                ids[j, : len(e)] = e
-                mask[j, : len(e)] = 1
+        for batch in batches(stream_windows(fasta, window, stride), batch_size):
+            ids, mask = encode_windows(encoder, batch, max_tokens, fasta)
             with autocast(device):
                 logits = model(
                     input_ids=torch.from_numpy(ids).to(device),

@@ -132,15 +132,22 @@ def _wrap(tok, spec: Mapping[str, Any], model_max_length: int) -> PreTrainedToke
     )
 
 
+def char_vocabulary(characters: str = HYENA_CHARACTERS) -> dict[str, int]:
+    """The character tokenizer's token -> id map (HyenaDNA's CharacterTokenizer ids), known
+    without building a tokenizer, so a checkpoint's vocabulary can be checked without torch."""
+    vocab = {tok: i for i, tok in enumerate(HYENA_SPECIAL_TOKENS)}
+    for ch in characters:
+        vocab[ch] = len(vocab)
+    return vocab
+
+
 def char_tokenizer(
     characters: str = HYENA_CHARACTERS, model_max_length: int = DEFAULT_MODEL_MAX_LENGTH
 ) -> PreTrainedTokenizerFast:
     """HyenaDNA-compatible character tokenizer as a `transformers` fast tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-    vocab = {tok: i for i, tok in enumerate(HYENA_SPECIAL_TOKENS)}
-    for ch in characters:
-        vocab[ch] = len(vocab)
+    vocab = char_vocabulary(characters)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Sequence(
         [normalizers.Replace(ch.lower(), ch) for ch in characters if ch.isalpha()]

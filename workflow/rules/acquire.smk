@@ -107,3 +107,60 @@ rule download_labelled:
         sha256=lambda wc, output: LABELLED_DOWNLOADS[output[0]][1],
     script:
         "../scripts/download_labelled.py"
+
+
+# A model's init_from (a Hugging Face Hub id or a local directory): an official HyenaDNA
+# checkpoint, fetched through the Hub's cache (HF_HOME; HF_HUB_OFFLINE, HF_ENDPOINT honoured),
+# every file checked against the size and hash the Hub reports, the resolved commit recorded in
+# source.json beside the files; a local directory is copied. The checkpoint must fit the model
+# entry (size, max_seq_len, tokenizer) or nothing is written (dnalm.hub).
+rule fetch_checkpoint:
+    input:
+        init_from_files,
+    output:
+        directory("resources/checkpoints/{model}"),
+    log:
+        "logs/fetch_checkpoint/{model}.log",
+    benchmark:
+        BENCHMARKS["fetch_checkpoint"]
+    wildcard_constraints:
+        model=one_of(PUBLISHED),
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        init_from=lambda wc: MODELS[wc.model]["init_from"],
+        revision=lambda wc: MODELS[wc.model].get("revision"),
+        entry=lambda wc: {
+            k: v
+            for k, v in model_spec(wc.model).items()
+            if k in ("name", "arch", "size", "max_seq_len", "init_from")
+        },
+        tokenizer=lambda wc: TOKENIZERS[MODELS[wc.model]["tokenizer"]],
+    script:
+        "../scripts/fetch_checkpoint.py"
+
+
+# A labelled task's Hub dataset (source format hf_dataset): its parquet files (those of the
+# tasks' splits patterns, else all) and card, fetched and checked as checkpoints are; one
+# directory per repository and revision, which every task naming it reads.
+rule fetch_dataset:
+    output:
+        directory("resources/hub_datasets/{hub_dataset}"),
+    log:
+        "logs/fetch_dataset/{hub_dataset}.log",
+    benchmark:
+        BENCHMARKS["fetch_dataset"]
+    conda:
+        "../../envs/dnalm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        dataset=lambda wc, output: HUB_DATASETS[output[0]],
+    script:
+        "../scripts/fetch_dataset.py"

@@ -31,7 +31,7 @@ rule aggregate:
         runs=all_runs(),
         # metrics.json of the baseline runs: results/baselines/{task}/{baseline}/seed{N}/
         baselines=all_baselines(),
-        pretrain=expand("results/pretrain/{model}/curve.tsv", model=MODELS),
+        pretrain=expand("results/pretrain/{model}/curve.tsv", model=PRETRAINED),
         audits=expand("results/audit/{task}.tsv", task=TASKS),
     output:
         answer_page=report(

@@ -9,14 +9,12 @@ from snakemake.utils import validate
 
 from dnalm import config_checks
 from dnalm.config_checks import ConfigError
-from dnalm.labelled import labelled_downloads, source_paths
+from dnalm.hub import CHECKPOINT_PATTERNS, parse_init_from
+from dnalm.labelled import hub_datasets, labelled_downloads, source_paths
 from dnalm.sources import parse_source
 
 SPLITS = ["train", "val", "test"]
 CORPUS_SPLITS = ["train", "val"]
-# How a classifier's weights start: from the pretraining weights or at random. The one list of
-# inits: the finetune rule's {init} wildcard, the runs aggregated and their benchmarks follow it.
-INITS = ["pretrained", "scratch"]
 
 
 def at_parse_time(check, *args):
@@ -46,6 +44,17 @@ SEEDS = [int(s) for s in config["finetune"]["seeds"]]
 PREDICT = config.get("predict", {})
 SAMPLES = PREDICT.get("samples", {})
 at_parse_time(config_checks.check_config, config, GENOMES)
+# How a classifier's weights start (finetune.inits): the published checkpoint, dnalm's
+# pretraining or random weights. The one list of inits: the finetune rule's {init} wildcard, the
+# runs aggregated and their benchmarks follow it; a model has a published run only if it has an
+# init_from (model_inits).
+INITS = list(config["finetune"]["inits"])
+# models with a published checkpoint (init_from), fetched by fetch_checkpoint; models pretrained
+PUBLISHED = config_checks.published_models(config)
+PRETRAINED = config_checks.pretrained_models(config)
+PRETRAINING = config_checks.pretraining_needed(config)
+# Hub datasets of labelled tasks: resources/hub_datasets/<dir> -> repo, revision, file patterns
+HUB_DATASETS = hub_datasets(config["tasks"])
 
 
 def task_labels(task):
@@ -77,6 +86,10 @@ def one_of(names):
     return "|".join(re.escape(str(n)) for n in names) or "(?!)"
 
 
+def model_inits(model):
+    return config_checks.model_inits(config, model)
+
+
 wildcard_constraints:
     genome=one_of(GENOMES.index),
     task=one_of(TASKS),
@@ -86,6 +99,7 @@ wildcard_constraints:
     split=one_of(SPLITS),
     init=one_of(INITS),
     seed=r"\d+",
+    hub_dataset=one_of(Path(d).name for d in HUB_DATASETS),
     baseline="kmer_lr|cnn",
     sample=one_of(SAMPLES),
 
@@ -212,8 +226,43 @@ def pretrained_weights(wildcards):
     return f"results/pretrain/{wildcards.model}/model.safetensors"
 
 
+def published_dir(model):
+    return f"resources/checkpoints/{model}"
+
+
+def published_checkpoint(wildcards):
+    """A model's fetched init_from checkpoint: the weights of its published runs and the
+    architecture of all its runs and of its pretraining; none without init_from."""
+    return published_dir(wildcards.model) if wildcards.model in PUBLISHED else []
+
+
+def init_from_files(wildcards):
+    """The files of a local init_from directory (a change to them refetches it); none for a
+    Hub id, whose files a job downloads."""
+    kind, value = parse_init_from(MODELS[wildcards.model]["init_from"])
+    if kind == "hub":
+        return []
+    root = Path(value).expanduser()
+    return sorted(
+        str(p)
+        for pattern in CHECKPOINT_PATTERNS
+        for p in root.glob(pattern)
+        if p.is_file()
+    )
+
+
 def model_spec(model):
     return {"name": model, **MODELS[model]}
+
+
+def model_resources(stage, key):
+    """One resource of a model's jobs: the model entry's resources.<stage> over the stage's."""
+
+    def of(wildcards):
+        own = MODELS[wildcards.model].get("resources", {}).get(stage, {})
+        return own.get(key, config["resources"][stage][key])
+
+    return of
 
 
 def run_dir(task, model, init, seed):
@@ -225,11 +274,17 @@ def checkpoint_dir(wc):
     return f"results/checkpoints/finetune/{wc.task}/{wc.model}/{wc.init}/seed{wc.seed}"
 
 
-def all_runs():
-    runs = os.path.join(
-        run_dir("{task}", "{model}", "{init}", "{seed}"), "metrics.json"
-    )
-    return expand(runs, task=TASKS, model=MODELS, init=INITS, seed=SEEDS)
+def all_runs(
+    path=os.path.join(run_dir("{task}", "{model}", "{init}", "{seed}"), "metrics.json")
+):
+    """Every fine-tuning run: task x model x the model's inits x seed."""
+    return [
+        path.format(task=t, model=m, init=i, seed=s)
+        for t in TASKS
+        for m in MODELS
+        for i in model_inits(m)
+        for s in SEEDS
+    ]
 
 
 def all_baselines(path="results/baselines/{task}/{baseline}/seed{seed}/metrics.json"):
@@ -253,6 +308,8 @@ BENCHMARKS = {
     for name, wildcards in {
         "acquire_genome": "{genome}",
         "download_labelled": "{digest}/{name}",
+        "fetch_checkpoint": "{model}",
+        "fetch_dataset": "{hub_dataset}",
         "genomic_benchmark": "{dataset}",
         "simulate_sample": "{sample}",
         "split_groups": "{task}",
@@ -283,6 +340,7 @@ def acquired_genomes():
 def all_benchmarks():
     """The benchmark file of every job the default target runs, but provenance's own."""
     tokenizers = sorted({MODELS[m]["tokenizer"] for m in MODELS})
+    pretraining_tokenizers = sorted({MODELS[m]["tokenizer"] for m in PRETRAINED})
     simulated = [s for s in SAMPLES if parse_source(SAMPLES[s]).kind != "local"]
     b = BENCHMARKS
     return [
@@ -291,20 +349,25 @@ def all_benchmarks():
             b["download_labelled"].format(digest=Path(p).parent.name, name=Path(p).name)
             for p in LABELLED_DOWNLOADS
         ),
+        *expand(b["fetch_checkpoint"], model=PUBLISHED),
+        *expand(b["fetch_dataset"], hub_dataset=[Path(d).name for d in HUB_DATASETS]),
         *expand(b["genomic_benchmark"], dataset=genomic_benchmark_datasets()),
         *expand(b["simulate_sample"], sample=simulated),
         *expand(b["split_groups"], task=GENOME_TASKS),
         *expand(b["task_windows"], task=GENOME_TASKS),
         *expand(b["labelled_windows"], task=LABELLED_TASKS),
-        b["pretrain_windows"],
+        *([b["pretrain_windows"]] if PRETRAINING else []),
         *expand(b["audit"], task=TASKS),
         *expand(b["build_tokenizer"], tokenizer=tokenizers),
         *expand(
-            b["tokenize"], tokenizer=tokenizers, corpus="pretrain", split=CORPUS_SPLITS
+            b["tokenize"],
+            tokenizer=pretraining_tokenizers,
+            corpus="pretrain",
+            split=CORPUS_SPLITS,
         ),
         *expand(b["tokenize"], tokenizer=tokenizers, corpus=TASKS, split=SPLITS),
-        *expand(b["pretrain"], model=MODELS),
-        *expand(b["finetune"], task=TASKS, model=MODELS, init=INITS, seed=SEEDS),
+        *expand(b["pretrain"], model=PRETRAINED),
+        *all_runs(b["finetune"]),
         *all_baselines(b["baseline"]),
         b["aggregate"],
         *expand(b["predict"], sample=SAMPLES),

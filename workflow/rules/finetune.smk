@@ -1,7 +1,9 @@
-# finetune: one classifier per task, model, init and seed. Every init (pretrained weights or
-# random, INITS) gets the same architecture, data, optimiser, schedule and step budget; model
-# selection on val, one score on test. With resources.gpu > 1 a job runs under torchrun, one
-# DDP rank per GPU, the batch size being the global batch (src/dnalm/jobs.py).
+# finetune: one classifier per task, model, init and seed. Every init (the published
+# checkpoint, dnalm's pretraining, random weights: INITS) gets the same architecture, head,
+# data, optimiser, schedule and step budget; model selection on val, one score on test. A model
+# with init_from has its checkpoint's architecture for every init. With resources.gpu > 1 a job
+# runs under torchrun, one DDP rank per GPU, the batch size being the global batch
+# (src/dnalm/jobs.py).
 
 
 rule finetune:
@@ -10,6 +12,7 @@ rule finetune:
         test_windows="results/windows/{task}/test.parquet",
         audit=audit_gate,
         pretrained=pretrained_weights,
+        published=published_checkpoint,
         tokenizer=model_tokenizer,
     output:
         metrics="results/finetune/{task}/{model}/{init}/seed{seed}/metrics.json",
@@ -22,15 +25,21 @@ rule finetune:
         BENCHMARKS["finetune"]
     conda:
         "../../envs/dnalm.yaml"
-    threads: resources_of("finetune", "threads")
+    threads: model_resources("finetune", "threads")
     resources:
-        mem_mb=resources_of("finetune", "mem_mb"),
-        runtime=resources_of("finetune", "runtime"),
-        gpu=resources_of("finetune", "gpu"),
+        mem_mb=model_resources("finetune", "mem_mb"),
+        runtime=model_resources("finetune", "runtime"),
+        gpu=model_resources("finetune", "gpu"),
     params:
         model=lambda wc: model_spec(wc.model),
-        # the settings that define one run: the seed list is not one of them
-        train={k: v for k, v in config["finetune"].items() if k != "seeds"},
+        # the settings that define one run: the seed and init lists are not among them
+        train={
+            k: v for k, v in config["finetune"].items() if k not in ("seeds", "inits")
+        },
+        # where the task's sequences come from, for the model card
+        data=lambda wc: {
+            k: TASKS[wc.task][k] for k in ("source", "genomes") if k in TASKS[wc.task]
+        },
         device=config["device"],
         checkpoint=checkpoint_dir,
     script:

@@ -24,6 +24,8 @@ run_job(
             "summary": snakemake.output.summary,
         },
         "checkpoint": snakemake.params.checkpoint,
+        "published": snakemake.input.get("published") or None,
+        "start": snakemake.params.start,
         "log": snakemake.log[0],
         "threads": snakemake.threads,
         "gpus": int(snakemake.resources.gpu),

@@ -1,5 +1,5 @@
-"""finetune: train one classifier (init from pretrained weights or random, the {init} wildcard),
-select on validation, score the test split once.
+"""finetune: train one classifier (init from the published checkpoint, from dnalm's pretraining
+or random, the {init} wildcard), select on validation, score the test split once.
 
 A job with more than one GPU (`resources.gpu`) runs under torchrun, one DDP rank per GPU; the
 job first claims that many devices of this machine for itself (dnalm.gpus).
@@ -24,6 +24,9 @@ run_job(
             if snakemake.wildcards.init == "pretrained"
             else None
         ),
+        # the model's init_from checkpoint: its architecture, and the weights of init published
+        "published": snakemake.input.get("published") or None,
+        "data": snakemake.params.data,
         "shards": {
             s: str(Path(snakemake.input[f"{s}_bin"]).with_suffix(""))
             for s in ("train", "val", "test")

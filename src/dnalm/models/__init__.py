@@ -9,6 +9,7 @@ After `import dnalm.models`, `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from transformers import (
 
 from dnalm.model_sizes import MODEL_SIZES, PARAMETER_COUNTS, SIZE_NAMES
 
-from .hyenadna_checkpoints import CheckpointError, load_hyenadna
+from .hyenadna_checkpoints import CheckpointError, hyenadna_config, load_hyenadna
 from .modeling_gpt import (
     DnaGPTConfig,
     DnaGPTForCausalLM,
@@ -83,14 +84,10 @@ def model_config(
     return _CONFIGS[arch](**kwargs)
 
 
-def config_for(spec: Mapping[str, Any], tokenizer, **overrides: Any) -> PreTrainedConfig:
-    """Config of a pipeline model entry (arch, size, max_seq_len, optional `config` overrides
-    such as dropout) for `tokenizer`.
-
-    Pretraining and scratch training both build their network here, so the two inits of a model
-    are always the same architecture. An override the architecture's config does not have is an
-    error: transformers configs would keep it silently and nothing would read it.
-    """
+def entry_overrides(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry's `config` overrides (e.g. dropout), checked against its architecture: an
+    override the config does not have would be kept silently by transformers and read by
+    nothing, so it is an error."""
     extra = dict(spec.get("config") or {})
     unknown = sorted(set(extra) - set(_CONFIGS[spec["arch"]]().to_dict()))
     if unknown:
@@ -98,13 +95,29 @@ def config_for(spec: Mapping[str, Any], tokenizer, **overrides: Any) -> PreTrain
             f"model {spec.get('name', spec['arch'])!r}: config key(s) {', '.join(unknown)} are "
             f"not settings of the {spec['arch']} architecture"
         )
+    return extra
+
+
+def config_for(
+    spec: Mapping[str, Any], tokenizer, published: str | Path | None = None, **overrides: Any
+) -> PreTrainedConfig:
+    """Config of a pipeline model entry (arch, size, max_seq_len, optional `config` overrides
+    such as dropout) for `tokenizer`; with `published` (the entry's fetched `init_from`
+    checkpoint), that checkpoint's own architecture instead of a named size.
+
+    Pretraining and scratch training both build their network here, so every init of a model is
+    always the same architecture.
+    """
+    extra = entry_overrides(spec) | overrides
+    if published is not None:
+        return hyenadna_config(published, **extra)
     return model_config(
         spec["arch"],
         spec["size"],
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         max_seq_len=spec["max_seq_len"],
-        **(extra | overrides),
+        **extra,
     )
 
 
@@ -140,6 +153,15 @@ def init_head(model: torch.nn.Module, seed: int) -> None:
             head.bias.zero_()
 
 
+def freeze_backbone(model: torch.nn.Module) -> int:
+    """Train the classification head alone (a linear probe): every parameter but `score.*`
+    stops requiring gradients, so the optimiser (which takes only those that do) never sees
+    them. Returns the number of parameters left to train."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("score."))
+    return count_parameters(model)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of trainable parameters (shared and tied tensors counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -161,7 +183,11 @@ __all__ = [
     "HyenaModel",
     "compile_blocks",
     "compile_model",
+    "config_for",
     "count_parameters",
+    "entry_overrides",
+    "freeze_backbone",
+    "hyenadna_config",
     "init_head",
     "load_hyenadna",
     "model_config",

@@ -42,7 +42,6 @@ called).
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import re
@@ -55,6 +54,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from dnalm.hyenadna_config import (
+    CheckpointError,
+    detect_layout,
+    hf_config_to_kwargs,
+    original_config_to_kwargs,
+    read_checkpoint_config,
+)
+
 from .modeling_hyena import (
     HyenaConfig,
     HyenaForCausalLM,
@@ -65,197 +72,6 @@ from .modeling_hyena import (
 log = logging.getLogger(__name__)
 
 TASKS = ("causal_lm", "sequence_classification")
-
-
-class CheckpointError(ValueError):
-    """An official checkpoint directory that cannot be loaded as it stands."""
-
-
-# --- config translation --------------------------------------------------------------------
-
-# Hugging Face config keys that are HyenaConfig fields of the same name and meaning.
-_HF_FIELDS = (
-    "vocab_size",
-    "d_model",
-    "n_layer",
-    "d_inner",
-    "max_seq_len",
-    "hyena_order",
-    "filter_order",
-    "short_filter_order",
-    "emb_dim",
-    "num_inner_mlps",
-    "activation_freq",
-    "train_freq",
-    "use_bias",
-    "embed_dropout",
-    "hyena_dropout",
-    "hyena_filter_dropout",
-    "layer_norm_epsilon",
-    "initializer_range",
-    "pad_vocab_size_multiple",
-    "pad_token_id",
-    "bos_token_id",
-    "eos_token_id",
-)
-# Keys that describe the file, the remote code or a head, not the backbone.
-_HF_METADATA = {
-    "architectures",
-    "auto_map",
-    "model_type",
-    "transformers_version",
-    "torch_dtype",
-    "dtype",
-    "_name_or_path",
-    "use_return_dict",
-    "return_dict",
-    "output_hidden_states",
-    "tie_word_embeddings",  # decided from the weights (see _lm_head_tied)
-    "id2label",
-    "label2id",
-    "num_labels",
-    "problem_type",
-    "use_cache",
-}
-
-# Original top-level keys -> HyenaConfig fields.
-_ORIGINAL_TOP = {
-    "d_model": "d_model",
-    "n_layer": "n_layer",
-    "d_inner": "d_inner",
-    "vocab_size": "vocab_size",
-    "pad_vocab_size_multiple": "pad_vocab_size_multiple",
-    "embed_dropout": "embed_dropout",
-    "resid_dropout": "resid_dropout",
-    "layer_norm_epsilon": "layer_norm_epsilon",
-}
-# Original top-level keys about kernels, memory or parallelism: no effect on the outputs.
-_ORIGINAL_TOP_IGNORED = {
-    "fused_mlp",
-    "fused_dropout_add_ln",
-    "residual_in_fp32",
-    "checkpoint_mixer",
-    "checkpoint_mlp",
-    "initializer_cfg",
-    "sequence_parallel",
-    "process_group",
-    "return_hidden_state",
-    "use_head",
-    "n_classes",
-    "device",
-    "dtype",
-}
-# Original `layer` keys -> HyenaConfig fields.
-_ORIGINAL_LAYER = {
-    "l_max": "max_seq_len",
-    "order": "hyena_order",
-    "filter_order": "filter_order",
-    "local_order": "short_filter_order",
-    "short_filter_order": "short_filter_order",
-    "emb_dim": "emb_dim",
-    "w": "activation_freq",
-    "num_inner_mlps": "num_inner_mlps",
-    "bias": "use_bias",
-    "modulate": "modulate",
-    "shift": "modulation_shift",
-    "dropout": "hyena_dropout",
-    "filter_dropout": "hyena_filter_dropout",
-}
-# Original `layer` keys that only steer training (learning rates, weight decay), kernels, or the
-# initial decay rates (the checkpoint holds `deltas` itself).
-_ORIGINAL_LAYER_IGNORED = {
-    "_name_",
-    "d_model",
-    "lr",
-    "lr_pos_emb",
-    "wd",
-    "modulation_lr",
-    "fused_fft_conv",
-    "fused_bias_fc",
-    "jit_filter",
-    "return_state",
-    "filter_cls",
-    "fast_decay_pct",
-    "slow_decay_pct",
-    "target",
-    "use_flashfftconv",
-    "layer_idx",
-}
-# Original `layer` options this model does not implement, with the value HyenaDNA releases use.
-_ORIGINAL_LAYER_FIXED = {
-    "num_heads": 1,
-    "inner_factor": 1,
-    "num_blocks": 1,
-    "outer_mixing": False,
-    "post_order_ffn": False,
-    "normalized": False,
-    "linear_mixer": False,
-    "bidirectional": False,
-    "activation": "id",
-}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"{path}: not valid JSON (line {err.lineno}, column {err.colno})"
-        ) from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def hf_config_to_kwargs(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """`HyenaConfig` keyword arguments from a Hugging Face HyenaDNA `config.json`."""
-    model_type = raw.get("model_type")
-    if model_type not in (None, "hyenadna", HyenaConfig.model_type):
-        raise CheckpointError(f"{source}: model_type {model_type!r} is not a HyenaDNA model")
-    kwargs = {key: raw[key] for key in _HF_FIELDS if key in raw}
-    ignored = sorted(set(raw) - set(_HF_FIELDS) - _HF_METADATA)
-    if ignored:
-        log.warning("%s: ignoring config keys %s", source, ", ".join(ignored))
-    return kwargs
-
-
-def original_config_to_kwargs(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """`HyenaConfig` keyword arguments from the original repository's `config.json`."""
-    layer = raw.get("layer")
-    if not isinstance(layer, Mapping):
-        raise CheckpointError(f"{source}: the 'layer' entry must be an object")
-    if layer.get("_name_", "hyena") != "hyena":
-        raise CheckpointError(
-            f"{source}: layer._name_ is {layer['_name_']!r}; only 'hyena' layers are supported"
-        )
-    if raw.get("attn_layer_idx"):
-        raise CheckpointError(
-            f"{source}: attn_layer_idx={raw['attn_layer_idx']!r}: hybrid attention layers are "
-            "not supported"
-        )
-    if raw.get("max_position_embeddings", 0):
-        raise CheckpointError(
-            f"{source}: max_position_embeddings={raw['max_position_embeddings']}: learned "
-            "position embeddings are not part of HyenaDNA"
-        )
-    for key, expected in _ORIGINAL_LAYER_FIXED.items():
-        if key in layer and layer[key] != expected:
-            raise CheckpointError(
-                f"{source}: layer.{key}={layer[key]!r} is not supported (HyenaDNA uses "
-                f"{expected!r})"
-            )
-    kwargs = {field: raw[key] for key, field in _ORIGINAL_TOP.items() if key in raw}
-    kwargs.update({field: layer[key] for key, field in _ORIGINAL_LAYER.items() if key in layer})
-    known_top = set(_ORIGINAL_TOP) | _ORIGINAL_TOP_IGNORED
-    known_top |= {"layer", "attn_layer_idx", "attn_cfg", "max_position_embeddings"}
-    known_layer = set(_ORIGINAL_LAYER) | _ORIGINAL_LAYER_IGNORED | set(_ORIGINAL_LAYER_FIXED)
-    ignored = sorted(set(raw) - known_top) + [
-        f"layer.{k}" for k in sorted(set(layer) - known_layer)
-    ]
-    if ignored:
-        log.warning("%s: ignoring config keys %s", source, ", ".join(ignored))
-    return kwargs
 
 
 # --- reading weight files ------------------------------------------------------------------
@@ -551,27 +367,18 @@ def _lm_head_tied(state: Mapping[str, torch.Tensor]) -> bool:
 # --- entry point ---------------------------------------------------------------------------
 
 
-def detect_layout(path: Path) -> tuple[str, Path]:
-    """`("hf" | "original", weights file)` of a checkpoint directory."""
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: not a directory")
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: no config.json")
-    raw = _read_json(path / "config.json")
-    if "layer" in raw:
-        weights = path / "weights.ckpt"
-        if not weights.is_file():
-            raise CheckpointError(
-                f"{path}: config.json is in the original repository's format, but there is no "
-                "weights.ckpt"
-            )
-        return "original", weights
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return "hf", path / name
-    if (path / "model.safetensors.index.json").is_file():
-        raise CheckpointError(f"{path}: sharded checkpoints are not supported")
-    raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin")
+def hyenadna_config(path: str | Path, **config_overrides: Any) -> HyenaConfig:
+    """The architecture of an official checkpoint as a `HyenaConfig`, without its weights.
+
+    A model trained from scratch to compare with the checkpoint's fine-tuning is built from
+    this, so both inits are the same network; `config_overrides` (e.g. dropout, num_labels) go
+    to the config last.
+    """
+    _, _, kwargs = read_checkpoint_config(path)
+    try:
+        return HyenaConfig(**(kwargs | config_overrides))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{Path(path) / 'config.json'}: {err}") from err
 
 
 def load_hyenadna(
@@ -590,11 +397,9 @@ def load_hyenadna(
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     path = Path(path)
-    layout, weights = detect_layout(path)
+    layout, weights, kwargs = read_checkpoint_config(path)
     source = str(path / "config.json")
-    raw = _read_json(path / "config.json")
     if layout == "hf":
-        kwargs = hf_config_to_kwargs(raw, source)
         if weights.suffix == ".safetensors":
             try:
                 checkpoint = load_file(weights)
@@ -604,7 +409,6 @@ def load_hyenadna(
             checkpoint = read_bin(weights)
         state = {hf_key(k): v for k, v in checkpoint.items()}
     else:
-        kwargs = original_config_to_kwargs(raw, source)
         checkpoint = read_lightning_state_dict(weights)
         state = {original_key(k, str(weights)): v for k, v in checkpoint.items()}
 
@@ -637,6 +441,7 @@ __all__ = [
     "CheckpointError",
     "detect_layout",
     "hf_config_to_kwargs",
+    "hyenadna_config",
     "load_hyenadna",
     "original_config_to_kwargs",
     "read_bin",
