@@ -209,8 +209,12 @@ def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> 
     other: validation (held out) solid, training (running mean since the last evaluation)
     dashed, against the 2-bit line of a uniform guess."""
     names = sorted(curves)
-    if not names:
-        raise ValueError(f"{path}: no pretraining curve to plot")
+    if not names:  # every init of the run starts from published weights or at random
+        fig, ax = plt.subplots(figsize=(6, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No model is pretrained by this run.", ha="center", va="center")
+        _save(fig, path)
+        return
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     fig, axes = plt.subplots(
@@ -218,7 +222,8 @@ def plot_pretrain_curves(curves: Mapping[str, str | Path], path: str | Path) -> 
     )
     for ax, model in zip(axes.flat, names, strict=False):
         df = pd.read_csv(curves[model], sep="\t")
-        train = df["train_loss"] / np.log(2)
+        # a k-mer or BPE token is several bases: the val columns give the ratio
+        train = df["train_loss"] * df["val_bits_per_base"] / df["val_loss"]
         ax.plot(
             df["tokens"], df["val_bits_per_base"], marker="o", color="tab:blue", label="validation"
         )
