@@ -26,7 +26,7 @@ from dnalm.models import (
     count_parameters,
     model_config,
 )
-from dnalm.models.modeling_hyena import _CausalFFTConv, _fft_size, fft_causal_conv
+from dnalm.models.hyena_kernels import CausalFFTConv, fft_causal_conv, fft_size
 
 torch.set_num_threads(1)
 
@@ -343,7 +343,7 @@ def naive_causal_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> t
     return torch.einsum("cts,bcs->bct", toeplitz, u) + bias[:, None] * u
 
 
-def test_fft_size_is_the_smallest_fast_even_length():
+def testfft_size_is_the_smallest_fast_even_length():
     def smooth(m: int) -> bool:
         for p in (2, 3, 5):
             while m % p == 0:
@@ -351,12 +351,12 @@ def test_fft_size_is_the_smallest_fast_even_length():
         return m == 1
 
     for n in range(1, 2500):
-        m = _fft_size(n)
+        m = fft_size(n)
         assert m >= n and m % 2 == 0 and smooth(m), (n, m)
         assert not any(smooth(c) for c in range(n + n % 2, m, 2)), (n, m)
-    assert _fft_size(2 * 1024) == 2048
-    assert _fft_size(2 * 1026) == 2160  # official tiny-1k context: not 4096
-    assert _fft_size(2 * 1093) == 2250  # 2187 = 3^7 is odd: skipped
+    assert fft_size(2 * 1024) == 2048
+    assert fft_size(2 * 1026) == 2160  # official tiny-1k context: not 4096
+    assert fft_size(2 * 1093) == 2250  # 2187 = 3^7 is odd: skipped
 
 
 def test_fft_causal_conv_and_its_gradients_match_the_direct_sum():
@@ -376,7 +376,7 @@ def test_fft_causal_conv_and_its_gradients_match_the_direct_sum():
     u64 = u.detach().double().requires_grad_()
     k64 = k.detach().double().requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda a, b: _CausalFFTConv.apply(a, b, _fft_size(2 * 21)), (u64, k64)
+        lambda a, b: CausalFFTConv.apply(a, b, fft_size(2 * 21)), (u64, k64)
     )
 
 
@@ -389,8 +389,8 @@ def test_inference_reuses_the_filter_spectrum_until_parameters_change():
     filt = lm.hyena.backbone.layers[0].mixer.filter_fn
     with torch.no_grad():
         first = lm(x).logits
-        spectrum = filt.spectrum(40, _fft_size(80))
-        assert filt.spectrum(40, _fft_size(80)) is spectrum  # cached, not recomputed
+        spectrum = filt.spectrum(40, fft_size(80))
+        assert filt.spectrum(40, fft_size(80)) is spectrum  # cached, not recomputed
         assert torch.equal(lm(x).logits, first)
     torch.testing.assert_close(lm(x).logits.detach(), first, atol=1e-5, rtol=1e-5)  # grad path
     # A training step moves the filter: inference must see the new parameters.
@@ -401,7 +401,7 @@ def test_inference_reuses_the_filter_spectrum_until_parameters_change():
     lm.eval()
     with torch.no_grad():
         moved = lm(x).logits
-        assert filt.spectrum(40, _fft_size(80)) is not spectrum
+        assert filt.spectrum(40, fft_size(80)) is not spectrum
     assert not torch.allclose(moved, first, atol=1e-3)
     torch.testing.assert_close(lm(x).logits.detach(), moved, atol=1e-5, rtol=1e-5)
     # Loading weights back (an in-place copy) invalidates the cache too.
