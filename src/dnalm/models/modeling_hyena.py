@@ -13,10 +13,13 @@ deliberate and none changing what the model computes:
 
 * no `trust_remote_code`; the classes register with the `Auto*` factories in `dnalm.models`;
 * dropout defaults to 0 everywhere (dropout masks make CPU training several times slower);
-* the convolutions run through `dnalm.models.hyena_kernels` (the speed machinery, kept apart so
-  this file reads as the paper): a fast FFT length >= 2L, the skip term folded into the kernel's
-  lag-0 tap, a backward pass that reuses the forward spectra, and in inference a cached filter
-  spectrum; the filter and the FFTs always run in float32, also under bf16 autocast;
+* the operator and the MLP run through `dnalm.models.hyena_kernels` (the speed machinery, kept
+  apart so that this file reads as the paper): fused autograd functions with hand-written
+  backward passes (forward spectra reused, no transposing copies, cache-sized blocks), a fast
+  FFT length >= 2L, the skip term added to the kernel's spectrum, GELU(tanh) as the equal
+  `h sigmoid(2c(h + a h^3))`, a cached filter spectrum in inference, and at long lengths blocks
+  recomputed in the backward pass instead of saved; the filter and the FFTs run in float32
+  (float64 for float64 models), also under bf16 autocast;
 * the positional time `t` is a recomputed buffer (`z` and the decay rates are saved, as upstream);
 * `HyenaForSequenceClassification` mean-pools over non-pad tokens instead of taking the last one;
 * inputs longer than `max_seq_len` raise instead of being silently truncated.
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import (
@@ -40,13 +44,13 @@ from transformers.modeling_outputs import (
 
 from .heads import classification_loss, masked_mean
 from .hyena_kernels import (
+    SAVE_LIMIT_BYTES,
     VersionedCache,
-    fft_causal_conv,
     fft_size,
-    fold_skip_into_kernel,
+    hyena_mlp,
+    hyena_operator,
+    kernel_spectrum,
     no_autocast,
-    project_from_channels_first,
-    project_to_channels_first,
 )
 
 
@@ -189,14 +193,15 @@ class HyenaExponentialModulation(nn.Module):
         self.modulate = modulate
         self.decay_range = (math.log(target) / slow_decay_pct, math.log(target) / fast_decay_pct)
         self.register_buffer("deltas", self.initial_deltas(d_model))
-        self._windows = VersionedCache(max_entries=8)
+        self._windows = VersionedCache(max_entries=8, max_bytes=64 * 2**20)
 
     def initial_deltas(self, d_model: int) -> torch.Tensor:
         """Fixed (non-trainable, as in HyenaDNA) decay rates, shape (1, 1, d_model)."""
         return torch.linspace(*self.decay_range, d_model)[None, None]
 
     def window(self, t: torch.Tensor) -> torch.Tensor:
-        """`exp(-t |deltas|) + shift`, shape (1, L, d_model), cached."""
+        """`exp(-t |deltas|) + shift`, shape (1, L, d_model), cached up to 64 MiB (at 1M
+        positions it would hold a gigabyte per layer)."""
 
         @torch.no_grad()
         def compute() -> torch.Tensor:
@@ -251,17 +256,32 @@ class HyenaFilter(nn.Module):
             h = self.implicit_filter(z.to(dtype=self.implicit_filter[0].weight.dtype))
             return self.modulation(t, h)[0]
 
+    def kernels(self, seqlen: int) -> torch.Tensor:
+        """The long convolution kernels `h`, (d_filter, seqlen).
+
+        Past `SAVE_LIMIT_BYTES` (at 1M positions the filter MLP's activations are ~4 GB per
+        layer) the filter is recomputed in the backward pass instead of kept.
+        """
+        if torch.is_grad_enabled() and seqlen * self.d_filter * 4 > SAVE_LIMIT_BYTES:
+            h = checkpoint(self.filter, seqlen, use_reentrant=False)
+        else:
+            h = self.filter(seqlen)
+        return h.transpose(0, 1)
+
+    def spectrum_is_cached(self, seqlen: int, n_fft: int) -> bool:
+        """Whether inference caches the spectrum of this length (else the operator computes it
+        block by block from `kernels`, which holds less memory)."""
+        return self.d_filter * (n_fft // 2 + 1) * 8 <= self.spectrum_cache_bytes
+
     @torch.no_grad()
     def spectrum(self, seqlen: int, n_fft: int) -> torch.Tensor:
-        """`rfft` of the kernels (skip term folded in) for inference, cached until a parameter
-        changes: in inference the filter is the same for every batch."""
+        """`rfft` of the kernels with the skip term, for inference; cached until a parameter
+        changes, since in inference the filter is the same for every batch."""
 
         def compute() -> torch.Tensor:
             with no_autocast(self.bias.device.type):
-                k = self.filter(seqlen).transpose(0, 1).float()
-                if self.use_bias:
-                    k = fold_skip_into_kernel(k, self.bias)
-                return torch.fft.rfft(k, n=n_fft)
+                skip = self.bias if self.use_bias else None
+                return kernel_spectrum(self.kernels(seqlen), skip, n_fft)
 
         key = (seqlen, n_fft, self.bias.device)
         return self._spectra.get(key, [*self.parameters(), *self.buffers()], compute)
@@ -298,26 +318,33 @@ class HyenaOperator(nn.Module):
         seqlen = u.shape[1]
         if seqlen > self.l_max:
             raise ValueError(f"input length {seqlen} exceeds max_seq_len={self.l_max}")
-        u = project_to_channels_first(u, self.in_proj)
-        uc = self.short_filter(u)[..., :seqlen]  # causal: drop the right padding
-        *x, v = uc.split(self.d_model, dim=1)
+        shape = (self.order - 1, self.d_model)
         n_fft = fft_size(2 * seqlen)
-        shape = (self.order - 1, self.d_model, -1)
-        if torch.is_grad_enabled():
-            h = self.filter_fn.filter(seqlen).transpose(0, 1).reshape(shape)
-            skip = self.filter_fn.bias.view(shape[:2])
-        else:  # inference: the filter's spectrum is the same for every batch, and cached
-            spectra = self.filter_fn.spectrum(seqlen, n_fft).view(shape)
-        for o, x_i in enumerate(reversed(x[1:])):
-            v = v * x_i
-            if self.dropout is not None:
-                v = self.dropout(v)
-            if torch.is_grad_enabled():
-                bias = skip[o] if self.filter_fn.use_bias else None
-                v = fft_causal_conv(v, h[o], bias, n_fft=n_fft)
-            else:
-                v = fft_causal_conv(v, k_f=spectra[o], n_fft=n_fft)
-        return project_from_channels_first(v * x[0], self.out_proj)
+        kernels = skip = spectra = None
+        if not torch.is_grad_enabled() and self.filter_fn.spectrum_is_cached(seqlen, n_fft):
+            # inference: the filter's spectrum is the same for every batch, and cached
+            spectra = self.filter_fn.spectrum(seqlen, n_fft).view(*shape, -1)
+        else:
+            kernels = self.filter_fn.kernels(seqlen).reshape(*shape, seqlen)
+            skip = self.filter_fn.bias.view(shape) if self.filter_fn.use_bias else None
+        masks = None
+        if self.dropout is not None and self.training:  # dropout on each gated signal x_o v
+            ones = u.new_ones((self.order - 1, u.shape[0], self.d_model, seqlen))
+            masks = self.dropout(ones)
+        return hyena_operator(
+            u,
+            self.in_proj.weight,
+            self.in_proj.bias,
+            self.short_filter.weight[:, 0],
+            self.short_filter.bias,
+            kernels,
+            skip,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            order=self.order,
+            k_f=spectra,
+            masks=masks,
+        )
 
 
 class HyenaMlp(nn.Module):
@@ -330,7 +357,8 @@ class HyenaMlp(nn.Module):
         self.fc2._is_residual_proj = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        # fc2(gelu_tanh(fc1(x))), in blocks of rows at long lengths
+        return hyena_mlp(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
 
 
 class HyenaBlock(nn.Module):
