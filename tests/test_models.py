@@ -454,6 +454,41 @@ def test_fft_size_is_the_smallest_fast_even_length():
     assert fft_size(2 * 1093) == 2250  # 2187 = 3^7 is odd: skipped
 
 
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_less():
+    """Per-block checkpointing recomputes each block in the backward pass: the loss and every
+    gradient are bitwise equal to those of the plain step, while the tensors kept for the
+    backward pass shrink to the blocks' inputs (and the head)."""
+    torch.manual_seed(0)
+    plain = AutoModelForCausalLM.from_config(micro_config("hyena", max_seq_len=512))
+    perturb(plain)
+    config = micro_config("hyena", max_seq_len=512, gradient_checkpointing=True)
+    checkpointed = AutoModelForCausalLM.from_config(config)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert checkpointed.hyena.backbone.gradient_checkpointing
+    assert "gradient_checkpointing" not in checkpointed.config.to_dict()  # not saved
+    x = random_dna(2, 512)
+    kept = {}
+    for name, model in (("plain", plain), ("checkpointed", checkpointed)):
+        model.train()
+        sizes = []
+
+        def pack(t, sizes=sizes):
+            sizes.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x, labels=x).loss
+        loss.backward()
+        kept[name] = (loss.detach(), sum(sizes))
+    assert torch.equal(kept["plain"][0], kept["checkpointed"][0])
+    for (n, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), n
+    assert kept["checkpointed"][1] < kept["plain"][1] / 4, kept
+    # The transformers switch turns it off again (`gradient_checkpointing_*` are its aliases).
+    checkpointed.activation_checkpointing_disable()
+    assert not checkpointed.hyena.backbone.gradient_checkpointing
+
+
 def test_long_inputs_run_in_blocks_and_recompute_with_the_same_gradients(monkeypatch):
     """Past the memory limits the operator, the MLP and the filter recompute in the backward
     pass instead of saving; the results are those of the saving path (to float rounding)."""
@@ -470,6 +505,7 @@ def test_long_inputs_run_in_blocks_and_recompute_with_the_same_gradients(monkeyp
     monkeypatch.setattr(hyena_kernels, "BLOCK_BYTES", 2**16)
     monkeypatch.setattr(modeling_hyena, "SAVE_LIMIT_BYTES", 2**14)
     assert len(hyena_kernels.channel_blocks(2, 64, 256, 2)) > 1
+    lm.activation_checkpointing_enable()
     blocked = lm(x, labels=x)
     blocked.loss.backward()
     torch.testing.assert_close(blocked.logits, out.logits, atol=1e-5, rtol=1e-5)

@@ -411,10 +411,16 @@ class HyenaEmbeddings(nn.Module):
 
 
 class HyenaLMBackbone(nn.Module):
-    """Embeddings, `n_layer` Hyena blocks and the final LayerNorm."""
+    """Embeddings, `n_layer` Hyena blocks and the final LayerNorm.
+
+    With gradient checkpointing (`model.gradient_checkpointing_enable()`, or
+    `gradient_checkpointing=True` in the config), training keeps only each block's input and
+    recomputes the block in the backward pass, as HyenaDNA trains its long-context models.
+    """
 
     def __init__(self, config: HyenaConfig):
         super().__init__()
+        self.gradient_checkpointing = False
         self.embeddings = HyenaEmbeddings(config)
         self.dropout = nn.Dropout(config.embed_dropout) if config.embed_dropout > 0 else None
         self.layers = nn.ModuleList([HyenaBlock(config) for _ in range(config.n_layer)])
@@ -431,7 +437,10 @@ class HyenaLMBackbone(nn.Module):
             hidden_states = self.dropout(hidden_states)
         all_hidden = [hidden_states] if output_hidden_states else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                hidden_states = self._gradient_checkpointing_func(layer.__call__, hidden_states)
+            else:
+                hidden_states = layer(hidden_states)
             if all_hidden is not None:
                 all_hidden.append(hidden_states)
         hidden_states = self.ln_f(hidden_states)
@@ -443,6 +452,7 @@ class HyenaPreTrainedModel(PreTrainedModel):
 
     config_class = HyenaConfig
     base_model_prefix = "hyena"
+    supports_gradient_checkpointing = True
     _no_split_modules = ["HyenaBlock"]
     # Official checkpoints store the positional time `t`; here it is a recomputed buffer.
     _keys_to_ignore_on_load_unexpected = {r"pos_emb\.t$"}
