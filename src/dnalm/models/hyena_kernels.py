@@ -35,9 +35,14 @@ import torch.nn.functional as F
 SAVE_LIMIT_BYTES = 512 * 2**20
 BLOCK_BYTES = 512 * 2**20
 # Element-wise chains (the operator's gating and FFTs, the GELU) run over blocks of about this
-# many bytes per buffer, so that their passes hit the cache instead of memory (the operator's
-# forward and backward measured ~20% faster for tiny-1k on the 2-core machine).
+# many bytes per buffer and thread, so that their passes hit the cache instead of memory (the
+# operator's forward and backward measured ~20% faster for tiny-1k on the 2-core machine).
 CACHE_BYTES = 2**20
+
+
+def _cache_budget() -> int:
+    """Bytes per buffer of one block: each thread works on its cache-sized share of it."""
+    return CACHE_BYTES * torch.get_num_threads()
 
 
 # --- GEMMs ---------------------------------------------------------------------------------
@@ -193,12 +198,17 @@ class _BlockWeights:
 
 
 def _cache_blocks(batch: int, channels: int, n_fft: int) -> list[tuple[int, int]]:
-    width = max(1, CACHE_BYTES // (batch * n_fft * 4))
+    width = max(1, _cache_budget() // (batch * n_fft * 4))
     return [(c, min(c + width, channels)) for c in range(0, channels, width)]
 
 
 def _block_forward(x, w: _BlockWeights, order: int, masks, n_fft: int) -> dict:
-    """The operator on one block of G channels: y (B, G, L) and what its backward needs."""
+    """The operator on one block of G channels: y (B, G, L) and what its backward needs.
+
+    The element-wise and FFT chain runs over cache-sized sub-blocks of channels; for each, it
+    keeps the output of every stage but the last (`vs`, views of the inverse FFTs' buffers) and
+    the conjugate spectrum of every gated signal (`zcs`), which the backward pass reuses.
+    """
     batch, seqlen = x.shape[0], x.shape[1]
     n = order + 1
     g = w.conv_w.shape[0] // n
@@ -208,16 +218,20 @@ def _block_forward(x, w: _BlockWeights, order: int, masks, n_fft: int) -> dict:
     u4, uc4 = u.view(batch, n, g, seqlen), uc.view(batch, n, g, seqlen)
     conv_w, conv_b = w.conv_w.view(n, g, -1), w.conv_b.view(n, g)
     k_f = w.k_f if w.k_f is not None else kernel_spectrum(w.k, w.skip, n_fft)
-    # vs[s]: the input of stage s (vs[0] = v); z_fs[s]: the spectrum of its gated signal
-    vs = [uc4[:, order]] + [uc.new_empty((batch, g, seqlen)) for _ in range(order - 1)]
-    z_fs = [torch.empty((batch, g, n_fft // 2 + 1), dtype=k_f.dtype) for _ in range(order - 1)]
     y = uc.new_empty((batch, g, seqlen))
     pad = None
-    for c0, c1 in _cache_blocks(batch, g, n_fft):
-        conv = short_causal_conv(u4[:, :, c0:c1], conv_w[:, c0:c1], conv_b[:, c0:c1])
-        uc4[:, :, c0:c1] = conv
-        del conv
-        v = vs[0][:, c0:c1]
+    sub_blocks, kept = _cache_blocks(batch, g, n_fft), []
+    for c0, c1 in sub_blocks:
+        if u.dtype == fdt:
+            short_causal_conv(
+                u4[:, :, c0:c1], conv_w[:, c0:c1], conv_b[:, c0:c1], out=uc4[:, :, c0:c1]
+            )
+        else:  # half-precision projections: the convolution in their dtype, the rest in float32
+            uc4[:, :, c0:c1] = short_causal_conv(
+                u4[:, :, c0:c1], conv_w[:, c0:c1], conv_b[:, c0:c1]
+            )
+        v = uc4[:, order, c0:c1]
+        vs, zcs = [], []
         for s in range(order - 1):  # v <- h_o * (x_o v) + D_o x_o v, o = N-1 .. 1
             if pad is None or pad.shape[1] != c1 - c0:
                 pad = _padded((batch, c1 - c0), seqlen, n_fft, uc)
@@ -225,11 +239,13 @@ def _block_forward(x, w: _BlockWeights, order: int, masks, n_fft: int) -> dict:
             if masks is not None:
                 pad[..., :seqlen].mul_(masks[s][:, c0:c1])
             z_f = torch.fft.rfft(pad)
-            z_fs[s][:, c0:c1] = z_f
+            zcs.append(torch.conj_physical(z_f))
             v = torch.fft.irfft(z_f.mul_(k_f[s, c0:c1]), n=n_fft)[..., :seqlen]
-            vs[s + 1][:, c0:c1] = v
+            del z_f
+            vs.append(v)
         torch.mul(v, uc4[:, 0, c0:c1], out=y[:, c0:c1])  # y = x_0 v
-    return {"u": u, "uc": uc, "k_f": k_f, "y": y, "vs": vs, "z_fs": z_fs}
+        kept.append(vs + zcs)
+    return {"u": u, "uc": uc, "k_f": k_f, "y": y, "sub_blocks": sub_blocks, "kept": kept}
 
 
 def _accumulate(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
@@ -238,7 +254,7 @@ def _accumulate(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
 
 def _block_backward(grad_out, x, w: _BlockWeights, saved: dict, order, masks, n_fft, grads):
     """Backward of `_block_forward` given the operator's output gradient (B, L, d)."""
-    u, uc, k_f, y, vs, z_fs = (saved[k] for k in ("u", "uc", "k_f", "y", "vs", "z_fs"))
+    u, uc, k_f, y = (saved[k] for k in ("u", "uc", "k_f", "y"))
     batch, g, seqlen = y.shape
     n, dt = order + 1, x.dtype
     # out-projection, out = y^T W_out^T + b_out
@@ -253,11 +269,12 @@ def _block_backward(grad_out, x, w: _BlockWeights, saved: dict, order, masks, n_
     grad_conv_b = conv_w.new_empty((n, g))
     grad_k = uc.new_empty((order - 1, g, seqlen))
     pad = None
-    for c0, c1 in _cache_blocks(batch, g, n_fft):
+    for (c0, c1), kept in zip(saved["sub_blocks"], saved["kept"], strict=True):
+        vs, zcs = [uc4[:, order, c0:c1], *kept[: order - 1]], kept[order - 1 :]
         if pad is None or pad.shape[1] != c1 - c0:
             pad = _padded((batch, c1 - c0), seqlen, n_fft, uc)
         grad_y_block = grad_y[:, c0:c1]
-        torch.mul(grad_y_block, vs[-1][:, c0:c1], out=g4[:, 0, c0:c1])
+        torch.mul(grad_y_block, vs[-1], out=g4[:, 0, c0:c1])
         torch.mul(grad_y_block, uc4[:, 0, c0:c1], out=pad[..., :seqlen])
         for s in reversed(range(order - 1)):
             o = order - 1 - s
@@ -265,13 +282,13 @@ def _block_backward(grad_out, x, w: _BlockWeights, saved: dict, order, masks, n_
             # The adjoint of a causal convolution is the correlation with the same kernel; both
             # signals being zero-padded to n_fft >= 2L, the circular correlation has no
             # wrap-around. The kernel's gradient is summed over the batch before its inverse FFT.
-            cross = (grad_f * z_fs[s][:, c0:c1].conj()).sum(0)
+            cross = (grad_f * zcs[s]).sum(0)
             grad_k[s, c0:c1] = torch.fft.irfft(cross, n=n_fft)[..., :seqlen]
             grad_z = torch.fft.irfft(grad_f.mul_(k_f[s, c0:c1].conj()), n=n_fft)[..., :seqlen]
             del grad_f
             if masks is not None:
                 grad_z.mul_(masks[s][:, c0:c1])
-            torch.mul(grad_z, vs[s][:, c0:c1], out=g4[:, o, c0:c1])
+            torch.mul(grad_z, vs[s], out=g4[:, o, c0:c1])
             into = pad[..., :seqlen] if s > 0 else g4[:, order, c0:c1]
             torch.mul(grad_z, uc4[:, o, c0:c1], out=into)
             del grad_z
@@ -314,10 +331,11 @@ class _HyenaOperatorFunction(torch.autograd.Function):
         if saved is None:  # blocks: recomputed in the backward pass
             ctx.save_for_backward(x, in_w, in_b, conv_w, conv_b, k, skip, out_w, masks)
         else:
+            ctx.sub_blocks = saved["sub_blocks"]
             ctx.save_for_backward(
                 x, in_w, in_b, conv_w, conv_b, k, skip, out_w, masks,
-                *(saved[key] for key in ("u", "uc", "k_f", "y")), *saved["vs"][1:],
-                *saved["z_fs"],
+                *(saved[key] for key in ("u", "uc", "k_f", "y")),
+                *(t for kept in saved["kept"] for t in kept),
             )  # fmt: skip
         return out
 
@@ -336,10 +354,9 @@ class _HyenaOperatorFunction(torch.autograd.Function):
                 block_masks = None if masks is None else masks[:, :, c0:c1]
                 if kept:
                     u, uc, k_f, y, *rest = kept
-                    g = y.shape[1]
-                    vs = [uc.view(x.shape[0], order + 1, g, -1)[:, order], *rest[: order - 1]]
-                    saved = {"u": u, "uc": uc, "k_f": k_f, "y": y, "vs": vs}
-                    saved["z_fs"] = rest[order - 1 :]
+                    per = 2 * (order - 1)
+                    saved = {"u": u, "uc": uc, "k_f": k_f, "y": y, "sub_blocks": ctx.sub_blocks}
+                    saved["kept"] = [rest[i : i + per] for i in range(0, len(rest), per)]
                 else:
                     saved = _block_forward(x, w, order, block_masks, n_fft)
                 _block_backward(grad_out, x, w, saved, order, block_masks, n_fft, grads)
@@ -459,7 +476,7 @@ def _gelu_blocks(h: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> None:
     backward ~25% faster than `gelu_backward`, which recomputes the tanh.
     """
     two_c = torch.tensor(2 * _GELU_C, dtype=_upcast(h[:0]).dtype, device=h.device)
-    rows = max(1, CACHE_BYTES // (4 * h.shape[-1]))
+    rows = max(1, _cache_budget() // (4 * h.shape[-1]))
     for r in range(0, h.shape[0], rows):
         hb = _upcast(h[r : r + rows])
         sb = torch.addcmul(two_c, hb, hb, value=2 * _GELU_C * _GELU_A)
@@ -471,7 +488,7 @@ def _gelu_blocks(h: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> None:
 def _gelu_backward_blocks(grad: torch.Tensor, h: torch.Tensor, s: torch.Tensor) -> None:
     """`grad *= gelu_tanh'(h)` in place: `s + h s (1 - s) 2c (1 + 3a h^2)`, `s` the sigmoid."""
     two_c = torch.tensor(2 * _GELU_C, dtype=_upcast(h[:0]).dtype, device=h.device)
-    rows = max(1, CACHE_BYTES // (4 * h.shape[-1]))
+    rows = max(1, _cache_budget() // (4 * h.shape[-1]))
     for r in range(0, h.shape[0], rows):
         hb, sb = _upcast(h[r : r + rows]), _upcast(s[r : r + rows])
         t = torch.addcmul(two_c, hb, hb, value=6 * _GELU_C * _GELU_A)
