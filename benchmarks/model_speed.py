@@ -79,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="default",
         help="AdamW implementation of the race (both models)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="where a training step's time goes (torch.profiler, by op category): dnalm's hyena "
+        "at the race shape, and the official code beside it with --reference",
+    )
     parser.add_argument("--one", nargs=2, metavar=("ARCH", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--race", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,13 +351,13 @@ def official_lm(path: Path, size: str, seq_len: int):
     return loss, module
 
 
-def race(args, device) -> dict:
-    """One thread count: dnalm hyena, official HyenaDNA and gpt, steps alternating."""
+def contestants(args, device, names: tuple[str, ...]) -> dict:
+    """name -> (loss function of input ids, AdamW optimizer, parameter count)."""
     import torch
 
     torch.manual_seed(0)
-    contestants = {}
-    for name in ("dnalm", "official", "gpt"):
+    built = {}
+    for name in names:
         if name == "official":
             loss, module = official_lm(args.reference, args.race_size, args.seq_len)
         else:
@@ -368,22 +374,36 @@ def race(args, device) -> dict:
             kwargs = {"fused": True}
         optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, **kwargs)
         module.train()
-        contestants[name] = (loss, optimizer, count_parameters(module))
-    x = torch.randint(7, 11, (args.batch, args.seq_len), device=device)
+        built[name] = (loss, optimizer, count_parameters(module))
+    return built
 
+
+def _stepper(models: dict, x):
     def step(name: str) -> None:
-        loss, optimizer, _ = contestants[name]
+        loss, optimizer, _ = models[name]
         value = loss(x)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
 
-    wall = dict.fromkeys(contestants, math.inf)
-    cpu = dict.fromkeys(contestants, math.inf)
-    for name in contestants:
+    return step
+
+
+def race(args, device) -> dict:
+    """One thread count: dnalm hyena, official HyenaDNA and gpt, steps alternating (gpt only up
+    to 4,096 tokens, where attention is still affordable)."""
+    import torch
+
+    names = ("dnalm", "official", "gpt") if args.seq_len <= 4096 else ("dnalm", "official")
+    models = contestants(args, device, names)
+    x = torch.randint(7, 11, (args.batch, args.seq_len), device=device)
+    step = _stepper(models, x)
+    wall = dict.fromkeys(models, math.inf)
+    cpu = dict.fromkeys(models, math.inf)
+    for name in models:
         step(name)
     for _ in range(args.repeats):
-        for name in contestants:
+        for name in models:
             start, start_cpu = time.perf_counter(), time.process_time()
             step(name)
             wall[name] = min(wall[name], time.perf_counter() - start)
@@ -394,11 +414,11 @@ def race(args, device) -> dict:
         "load": os.getloadavg()[0],
         **{
             name: {
-                "params": contestants[name][2],
+                "params": models[name][2],
                 "tok_s": tokens / wall[name],
                 "cpu_tok_s": tokens / cpu[name],
             }
-            for name in contestants
+            for name in models
         },
     }
 
@@ -414,18 +434,72 @@ def race_table(rows: list[dict], args) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        d, o, g = r["dnalm"], r["official"], r["gpt"]
+        d, o = r["dnalm"], r["official"]
+        gpt = f"{r['gpt']['tok_s']:,.0f}" if "gpt" in r else "-"
         lines.append(
             f"| {r['threads']} | {r['load']:.1f} | {d['tok_s']:,.0f} | {o['tok_s']:,.0f} | "
-            f"{d['tok_s'] / o['tok_s']:.2f}x | {d['cpu_tok_s'] / o['cpu_tok_s']:.2f}x | "
-            f"{g['tok_s']:,.0f} |"
+            f"{d['tok_s'] / o['tok_s']:.2f}x | {d['cpu_tok_s'] / o['cpu_tok_s']:.2f}x | {gpt} |"
         )
-    params = rows[0]
-    lines.append("")
-    lines.append(
-        f"Parameters: dnalm {params['dnalm']['params']:,}, official "
-        f"{params['official']['params']:,}, gpt {params['gpt']['params']:,}."
+    first = rows[0]
+    counts = ", ".join(
+        f"{n} {first[n]['params']:,}" for n in ("dnalm", "official", "gpt") if n in first
     )
+    lines += ["", f"Parameters: {counts}."]
+    return "\n".join(lines)
+
+
+def profile(args, device) -> dict:
+    """Self CPU time of a training step by op category (the step with the least total of
+    `--repeats`), for dnalm's hyena and, with `--reference`, the official code, alternating."""
+    import collections
+
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    names = ("dnalm", "official") if args.reference else ("dnalm",)
+    models = contestants(args, device, names)
+    x = torch.randint(7, 11, (args.batch, args.seq_len), device=device)
+    step = _stepper(models, x)
+    best: dict = {}
+    for name in names:
+        step(name)
+    for _ in range(args.repeats):
+        for name in names:
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                step(name)
+            ops = collections.Counter()
+            for event in prof.key_averages():
+                ops[event.key.split("::")[-1]] += event.self_cpu_time_total / 1e3
+            total = sum(ops.values())
+            if total < best.get(name, {}).get("total_ms", math.inf):
+                best[name] = {"total_ms": total, "ops": dict(ops)}
+    return {"threads": args.threads, "load": os.getloadavg()[0], **best}
+
+
+def profile_table(result: dict, args, top: int = 12) -> str:
+    names = [n for n in ("dnalm", "official") if n in result]
+    lines = [
+        f"Self CPU time of one training step ({args.race_size}, batch {args.batch} x "
+        f"{args.seq_len}, {result['threads']} thread(s), load {result['load']:.1f}; torch.profiler,"
+        " the step with the least total of the repeats), the top ops of each.",
+        "",
+        "| rank | " + " | ".join(f"{n} op | self CPU % | ms" for n in names) + " |",
+        "|---:|" + "---|---:|---:|" * len(names),
+    ]
+    ranked = {n: sorted(result[n]["ops"].items(), key=lambda kv: -kv[1]) for n in names}
+    for rank in range(top):
+        cells = []
+        for name in names:
+            total = result[name]["total_ms"]
+            if rank < len(ranked[name]):
+                op, ms = ranked[name][rank]
+                cells.append(f"{op} | {100 * ms / total:.1f}% | {ms:,.0f}")
+            else:
+                cells.append(" | | ")
+        lines.append(f"| {rank + 1} | " + " | ".join(cells) + " |")
+    totals = " | ".join(f"all ops | 100% | {result[n]['total_ms']:,.0f}" for n in names)
+    lines.append(f"| | {totals} |")
     return "\n".join(lines)
 
 
@@ -508,6 +582,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.race:
         print(json.dumps(race(args, device)))
+        return
+    if args.profile:
+        result = profile(args, device)
+        print(profile_table(result, args))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
         return
     if args.reference:
         rows = []
