@@ -34,15 +34,18 @@ import torch.nn.functional as F
 # and recompute in the backward pass instead of saving (see `hyena_operator`, `hyena_mlp`).
 SAVE_LIMIT_BYTES = 512 * 2**20
 BLOCK_BYTES = 512 * 2**20
-# Element-wise chains (the operator's gating and FFTs, the GELU) run over blocks of about this
-# many bytes per buffer and thread, so that their passes hit the cache instead of memory (the
-# operator's forward and backward measured ~20% faster for tiny-1k on the 2-core machine).
+# With one thread, element-wise chains (the operator's gating and FFTs, the GELU) run over
+# blocks of about this many bytes per buffer, so that their passes hit the cache instead of
+# memory (the operator's forward and backward measured ~20% faster for tiny-1k on the 2-core
+# machine). With several threads every op is a parallel region with a barrier, and on a shared
+# machine the barriers cost more than the cache saves (a training step measured 2x slower at 2
+# threads, load 11): the chains then run on whole tensors.
 CACHE_BYTES = 2**20
 
 
 def _cache_budget() -> int:
-    """Bytes per buffer of one block: each thread works on its cache-sized share of it."""
-    return CACHE_BYTES * torch.get_num_threads()
+    """Bytes per buffer of one block of an element-wise chain."""
+    return CACHE_BYTES if torch.get_num_threads() == 1 else 1 << 62
 
 
 # --- GEMMs ---------------------------------------------------------------------------------
