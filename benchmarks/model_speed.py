@@ -18,6 +18,19 @@ idle machine:
 
     python benchmarks/model_speed.py --quick          # CPU, a few minutes
     python benchmarks/model_speed.py --device cuda    # GPU, lengths up to 1M
+
+With `--reference PATH/standalone_hyenadna.py` (the official HyenaDNA code, from
+github.com/HazyResearch/hyena-dna; it is imported from that path at run time, never copied here)
+it instead races dnalm's Hyena against the official implementation at the same shape (and gpt,
+for scale) at 1 and 2 threads (`--race-threads`): one fresh process per thread count, the same
+training loop (forward, next-token loss, backward, AdamW) on the same random DNA batch, steps
+alternating between the models, the fastest of `--repeats` kept for each. It prints tokens/s of
+each and the ratio dnalm / official, by wall time and by CPU time (steadier on a shared machine).
+The official model is built as HyenaDNA's configs build it (`HyenaDNAModel`, Hyena layers,
+pre-norm blocks, a head tied to the embeddings) with dropout 0 and the positional features as a
+buffer (`lr_pos_emb: 0`), so that both models compute the same function with the same 436,096
+parameters at tiny-1k. Its imports of `einops` and `torchvision` (for `rearrange` and
+`StochasticDepth`) are replaced by minimal stand-ins when those packages are not installed.
 """
 
 from __future__ import annotations
@@ -55,7 +68,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="torch.compile the models first")
     parser.add_argument("--quick", action="store_true", help="2 repeats, lengths up to 16k on CPU")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="official standalone_hyenadna.py: race it"
+    )
+    parser.add_argument("--race-size", default="tiny-1k", help="model size of the race")
+    parser.add_argument("--race-threads", default="1,2", help="thread counts of the race")
+    parser.add_argument(
+        "--optimizer",
+        choices=("default", "foreach", "fused"),
+        default="default",
+        help="AdamW implementation of the race (both models)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="where a training step's time goes (torch.profiler, by op category): dnalm's hyena "
+        "at the race shape, and the official code beside it with --reference",
+    )
     parser.add_argument("--one", nargs=2, metavar=("ARCH", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--race", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats = min(args.repeats, 2)
@@ -220,6 +251,269 @@ def scaling(arch: str, lengths: list[int], args, device) -> dict[int, float | No
     return times
 
 
+# --- the race against the official HyenaDNA code ---------------------------------------------
+
+
+def _stand_ins() -> None:
+    """Minimal `einops.rearrange` and `torchvision.ops.StochasticDepth` for the official file's
+    imports, when those packages are missing (it uses four patterns and drop-path 0)."""
+    import importlib.machinery
+    import importlib.util
+    import types
+
+    import transformers.tokenization_utils  # noqa: F401  (imported before the stand-ins)
+    from torch import nn
+
+    if importlib.util.find_spec("einops") is None:
+        einops = types.ModuleType("einops")
+        einops.__spec__ = importlib.machinery.ModuleSpec("einops", None)
+
+        def rearrange(x, pattern: str, **axes):
+            if pattern in ("b l d -> b d l", "b d l -> b l d"):
+                return x.transpose(-1, -2)
+            if pattern == "l (o d) -> o d l":
+                return x.reshape(x.shape[0], axes["o"], -1).permute(1, 2, 0)
+            if pattern == "(o d) -> o d":
+                return x.reshape(axes["o"], -1)
+            raise NotImplementedError(f"rearrange stand-in: {pattern}")
+
+        einops.rearrange = rearrange
+        sys.modules["einops"] = einops
+    if importlib.util.find_spec("torchvision") is None:
+
+        class StochasticDepth(nn.Module):
+            def __init__(self, p: float, mode: str):
+                super().__init__()
+                if p:
+                    raise NotImplementedError("StochasticDepth stand-in: p must be 0")
+
+            def forward(self, x):
+                return x
+
+        for name in ("torchvision", "torchvision.ops"):
+            module = types.ModuleType(name)
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+            sys.modules[name] = module
+        sys.modules["torchvision.ops"].StochasticDepth = StochasticDepth
+        sys.modules["torchvision"].ops = sys.modules["torchvision.ops"]
+
+
+def official_lm(path: Path, size: str, seq_len: int):
+    """The official HyenaDNA backbone at a named size with a tied LM head; returns a callable
+    `(input_ids) -> loss` and the module."""
+    import importlib.util
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from dnalm.model_sizes import MODEL_SIZES
+
+    _stand_ins()
+    spec = importlib.util.spec_from_file_location("standalone_hyenadna", path)
+    official = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(official)
+    shape = MODEL_SIZES["hyena"][size]
+    layer = {
+        "_name_": "hyena",
+        "emb_dim": 5,
+        "filter_order": 64,
+        "short_filter_order": 3,
+        "l_max": seq_len,
+        "modulate": True,
+        "w": 10,
+        "lr": 6e-4,
+        "wd": 0.0,
+        "lr_pos_emb": 0.0,
+    }
+    backbone = official.HyenaDNAModel(
+        d_model=shape["d_model"],
+        n_layer=shape["n_layer"],
+        d_inner=shape["d_inner"],
+        vocab_size=12,
+        layer=layer,
+        resid_dropout=0.0,
+        embed_dropout=0.0,
+        pad_vocab_size_multiple=8,
+        use_head=False,
+    )
+    embeddings = backbone.backbone.embeddings.word_embeddings
+    head = nn.Linear(shape["d_model"], embeddings.weight.shape[0], bias=False)
+    head.weight = embeddings.weight
+    module = nn.ModuleDict({"model": backbone, "lm_head": head})
+
+    def loss(input_ids: torch.Tensor) -> torch.Tensor:
+        logits = head(backbone(input_ids)).float()
+        return F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1)
+        )
+
+    return loss, module
+
+
+def contestants(args, device, names: tuple[str, ...]) -> dict:
+    """name -> (loss function of input ids, AdamW optimizer, parameter count)."""
+    import torch
+
+    torch.manual_seed(0)
+    built = {}
+    for name in names:
+        if name == "official":
+            loss, module = official_lm(args.reference, args.race_size, args.seq_len)
+        else:
+            arch = "hyena" if name == "dnalm" else "gpt"
+            module, _ = build(arch, args.race_size, args.seq_len, device, False)
+
+            def loss(x, module=module):
+                return module(input_ids=x, labels=x).loss
+
+        from dnalm.models import count_parameters
+
+        kwargs = {"foreach": True} if args.optimizer == "foreach" else {}
+        if args.optimizer == "fused":
+            kwargs = {"fused": True}
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, **kwargs)
+        module.train()
+        built[name] = (loss, optimizer, count_parameters(module))
+    return built
+
+
+def _stepper(models: dict, x):
+    def step(name: str) -> None:
+        loss, optimizer, _ = models[name]
+        value = loss(x)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+
+    return step
+
+
+def race(args, device) -> dict:
+    """One thread count: dnalm hyena, official HyenaDNA and gpt, steps alternating (gpt only up
+    to 4,096 tokens, where attention is still affordable)."""
+    import torch
+
+    names = ("dnalm", "official", "gpt") if args.seq_len <= 4096 else ("dnalm", "official")
+    models = contestants(args, device, names)
+    x = torch.randint(7, 11, (args.batch, args.seq_len), device=device)
+    step = _stepper(models, x)
+    wall = dict.fromkeys(models, math.inf)
+    cpu = dict.fromkeys(models, math.inf)
+    for name in models:
+        step(name)
+    for _ in range(args.repeats):
+        for name in models:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step(name)
+            wall[name] = min(wall[name], time.perf_counter() - start)
+            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
+    tokens = args.batch * args.seq_len
+    return {
+        "threads": args.threads,
+        "load": os.getloadavg()[0],
+        **{
+            name: {
+                "params": models[name][2],
+                "tok_s": tokens / wall[name],
+                "cpu_tok_s": tokens / cpu[name],
+            }
+            for name in models
+        },
+    }
+
+
+def race_table(rows: list[dict], args) -> str:
+    lines = [
+        f"Training steps, {args.race_size}, batch {args.batch} x {args.seq_len} tokens, AdamW "
+        f"({args.optimizer}); the fastest of {args.repeats} alternating steps each. CPU-time "
+        "tokens/s divide by the process's CPU seconds (all threads).",
+        "",
+        "| threads | load | dnalm tokens/s | official tokens/s | dnalm / official | "
+        "by CPU time | gpt tokens/s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        d, o = r["dnalm"], r["official"]
+        gpt = f"{r['gpt']['tok_s']:,.0f}" if "gpt" in r else "-"
+        lines.append(
+            f"| {r['threads']} | {r['load']:.1f} | {d['tok_s']:,.0f} | {o['tok_s']:,.0f} | "
+            f"{d['tok_s'] / o['tok_s']:.2f}x | {d['cpu_tok_s'] / o['cpu_tok_s']:.2f}x | {gpt} |"
+        )
+    first = rows[0]
+    counts = ", ".join(
+        f"{n} {first[n]['params']:,}" for n in ("dnalm", "official", "gpt") if n in first
+    )
+    lines += ["", f"Parameters: {counts}."]
+    return "\n".join(lines)
+
+
+def profile(args, device) -> dict:
+    """Self CPU time of a training step by op category (the step with the least total of
+    `--repeats`), for dnalm's hyena and, with `--reference`, the official code, alternating."""
+    import collections
+
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    names = ("dnalm", "official") if args.reference else ("dnalm",)
+    models = contestants(args, device, names)
+    x = torch.randint(7, 11, (args.batch, args.seq_len), device=device)
+    step = _stepper(models, x)
+    best: dict = {}
+    for name in names:
+        step(name)
+    for _ in range(args.repeats):
+        for name in names:
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                step(name)
+            ops = collections.Counter()
+            for event in prof.key_averages():
+                ops[event.key.split("::")[-1]] += event.self_cpu_time_total / 1e3
+            total = sum(ops.values())
+            if total < best.get(name, {}).get("total_ms", math.inf):
+                best[name] = {"total_ms": total, "ops": dict(ops)}
+    return {"threads": args.threads, "load": os.getloadavg()[0], **best}
+
+
+def profile_table(result: dict, args, top: int = 12) -> str:
+    names = [n for n in ("dnalm", "official") if n in result]
+    lines = [
+        f"Self CPU time of one training step ({args.race_size}, batch {args.batch} x "
+        f"{args.seq_len}, {result['threads']} thread(s), load {result['load']:.1f}; torch.profiler,"
+        " the step with the least total of the repeats), the top ops of each.",
+        "",
+        "| rank | " + " | ".join(f"{n} op | self CPU % | ms" for n in names) + " |",
+        "|---:|" + "---|---:|---:|" * len(names),
+    ]
+    ranked = {n: sorted(result[n]["ops"].items(), key=lambda kv: -kv[1]) for n in names}
+    for rank in range(top):
+        cells = []
+        for name in names:
+            total = result[name]["total_ms"]
+            if rank < len(ranked[name]):
+                op, ms = ranked[name][rank]
+                cells.append(f"{op} | {100 * ms / total:.1f}% | {ms:,.0f}")
+            else:
+                cells.append(" | | ")
+        lines.append(f"| {rank + 1} | " + " | ".join(cells) + " |")
+    totals = " | ".join(f"all ops | 100% | {result[n]['total_ms']:,.0f}" for n in names)
+    lines.append(f"| | {totals} |")
+    return "\n".join(lines)
+
+
+def race_in_fresh_process(threads: int, argv: list[str] | None) -> dict:
+    """One race row in a new Python process: threads must be set before torch starts."""
+    base = sys.argv[1:] if argv is None else argv
+    command = [sys.executable, __file__, *base, "--race", "--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"the race at {threads} thread(s) failed (exit {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -285,6 +579,26 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     if args.one:
         print(json.dumps(throughput(*args.one, args, device)))
+        return
+    if args.race:
+        print(json.dumps(race(args, device)))
+        return
+    if args.profile:
+        result = profile(args, device)
+        print(profile_table(result, args))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
+    if args.reference:
+        rows = []
+        for threads in (int(t) for t in args.race_threads.split(",")):
+            print(f"  race, {threads} thread(s) ...", file=sys.stderr)
+            rows.append(race_in_fresh_process(threads, argv))
+        print(f"# dnalm vs official HyenaDNA: torch {torch.__version__}, CPU\n")
+        print(race_table(rows, args))
+        if args.json:
+            payload = {"race": rows, "args": vars(args) | {"json": None}}
+            args.json.write_text(json.dumps(payload, indent=2, default=str))
         return
     if args.lengths:
         lengths = [int(x) for x in args.lengths.split(",")]

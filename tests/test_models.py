@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -24,9 +25,11 @@ from dnalm.models import (
     HyenaForSequenceClassification,
     HyenaModel,
     count_parameters,
+    hyena_kernels,
     model_config,
+    modeling_hyena,
 )
-from dnalm.models.modeling_hyena import _CausalFFTConv, _fft_size, fft_causal_conv
+from dnalm.models.hyena_kernels import fft_size, hyena_mlp, hyena_operator
 
 torch.set_num_threads(1)
 
@@ -332,7 +335,7 @@ def test_micro_classifier_learns_motif_from_scratch(arch, motif_data):
     assert acc > 0.75
 
 
-# --- the fast Hyena path: FFT convolution, caches, autocast ---------------------------------
+# --- the fast Hyena path: fused operator and MLP, caches, autocast, checkpointing ------------
 
 
 def naive_causal_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -343,6 +346,98 @@ def naive_causal_conv(u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> t
     return torch.einsum("cts,bcs->bct", toeplitz, u) + bias[:, None] * u
 
 
+def naive_operator(x, in_w, in_b, conv_w, conv_b, k, skip, out_w, out_b, order, masks=None):
+    """The order-N Hyena operator as its equations (no FFT), differentiated by autograd."""
+    d_model, taps = x.shape[-1], conv_w.shape[-1]
+    u = (x @ in_w.T + in_b).transpose(1, 2)
+    uc = F.conv1d(u, conv_w.unsqueeze(1), conv_b, padding=taps - 1, groups=u.shape[1])
+    *gates, v = uc[..., : x.shape[1]].split(d_model, dim=1)
+    for s, gate in enumerate(reversed(gates[1:])):
+        z = v * gate if masks is None else v * gate * masks[s]
+        v = naive_causal_conv(z, k[s], skip[s])
+    return (v * gates[0]).transpose(1, 2) @ out_w.T + out_b
+
+
+def operator_inputs(order: int, batch=2, length=23, d_model=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    channels = (order + 1) * d_model
+    shapes = [
+        (batch, length, d_model),  # x
+        (channels, d_model),  # in_w
+        (channels,),  # in_b
+        (channels, 3),  # conv_w
+        (channels,),  # conv_b
+        (order - 1, d_model, length),  # k
+        (order - 1, d_model),  # skip
+        (d_model, d_model),  # out_w
+        (d_model,),  # out_b
+    ]
+    return [torch.randn(s, generator=g, dtype=torch.float64).requires_grad_() for s in shapes]
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("layout", ["whole", "channel blocks", "cache blocks"])
+def test_hyena_operator_and_its_backward_match_the_equations(order, layout, monkeypatch):
+    """The fused operator computes the paper's equations, forward and backward, however it
+    splits the channels: all at once (saving), in recomputed channel blocks (long sequences),
+    or in cache-sized sub-blocks."""
+    inputs = operator_inputs(order)
+    blocks = [(0, 4), (4, 6)] if layout == "channel blocks" else None
+    if layout == "cache blocks":
+        monkeypatch.setattr(hyena_kernels, "CACHE_BYTES", 2 * 64 * 8)  # 1 channel per block
+    masks = torch.rand(order - 1, 2, 6, 23, generator=torch.Generator().manual_seed(1)) * 2
+    for m in (None, masks.double()):
+        got = hyena_operator(*inputs, order=order, masks=m, blocks=blocks)
+        want = naive_operator(*inputs, order=order, masks=m)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+        weights = torch.randn(got.shape, generator=torch.Generator().manual_seed(2))
+        grads = torch.autograd.grad((got * weights.double()).sum(), inputs)
+        want_grads = torch.autograd.grad((want * weights.double()).sum(), inputs)
+        for i, (a, b) in enumerate(zip(grads, want_grads, strict=True)):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10, msg=f"input {i}")
+
+
+def test_hyena_operator_backward_against_finite_differences():
+    inputs = operator_inputs(2, batch=2, length=9, d_model=3)
+    assert torch.autograd.gradcheck(lambda *t: hyena_operator(*t, order=2), inputs)
+    assert torch.autograd.gradcheck(
+        lambda *t: hyena_operator(*t, order=2, blocks=[(0, 2), (2, 3)]), inputs
+    )
+
+
+def test_hyena_operator_inference_from_a_cached_spectrum():
+    inputs = [t.detach() for t in operator_inputs(2)]
+    k, skip = inputs[5], inputs[6]
+    k_f = hyena_kernels.kernel_spectrum(k, skip, fft_size(2 * 23))
+    with torch.no_grad():
+        got = hyena_operator(*inputs[:5], None, None, *inputs[7:], order=2, k_f=k_f)
+    torch.testing.assert_close(got, naive_operator(*inputs, order=2), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("rows", ["whole", "blocks"])
+def test_hyena_mlp_matches_gelu_tanh_mlp(rows, monkeypatch):
+    """GELU(tanh) computed as h * sigmoid(2c(h + a h^3)) is the same function; the backward,
+    written by hand, matches autograd's; in blocks of rows (long sequences) too."""
+    if rows == "blocks":
+        monkeypatch.setattr(hyena_kernels, "SAVE_LIMIT_BYTES", 1)
+        monkeypatch.setattr(hyena_kernels, "BLOCK_BYTES", 7 * 16 * 4)  # 7 rows per block
+        monkeypatch.setattr(hyena_kernels, "CACHE_BYTES", 3 * 16 * 4)  # GELU: 3 rows at a time
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 11, 8), (16, 8), (16,), (8, 16), (8,)]
+    inputs = [torch.randn(s, generator=g, dtype=torch.float64).requires_grad_() for s in shapes]
+    x, w1, b1, w2, b2 = inputs
+    got = hyena_mlp(*inputs)
+    want = F.linear(F.gelu(F.linear(x, w1, b1), approximate="tanh"), w2, b2)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    weights = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad((got * weights).sum(), inputs)
+    want_grads = torch.autograd.grad((want * weights).sum(), inputs)
+    for a, b in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(hyena_mlp(*inputs), want, atol=1e-12, rtol=1e-12)
+
+
 def test_fft_size_is_the_smallest_fast_even_length():
     def smooth(m: int) -> bool:
         for p in (2, 3, 5):
@@ -351,33 +446,71 @@ def test_fft_size_is_the_smallest_fast_even_length():
         return m == 1
 
     for n in range(1, 2500):
-        m = _fft_size(n)
+        m = fft_size(n)
         assert m >= n and m % 2 == 0 and smooth(m), (n, m)
         assert not any(smooth(c) for c in range(n + n % 2, m, 2)), (n, m)
-    assert _fft_size(2 * 1024) == 2048
-    assert _fft_size(2 * 1026) == 2160  # official tiny-1k context: not 4096
-    assert _fft_size(2 * 1093) == 2250  # 2187 = 3^7 is odd: skipped
+    assert fft_size(2 * 1024) == 2048
+    assert fft_size(2 * 1026) == 2160  # official tiny-1k context: not 4096
+    assert fft_size(2 * 1093) == 2250  # 2187 = 3^7 is odd: skipped
 
 
-def test_fft_causal_conv_and_its_gradients_match_the_direct_sum():
-    g = torch.Generator().manual_seed(0)
-    u = torch.randn(2, 3, 21, generator=g, requires_grad=True)
-    k = torch.randn(3, 21, generator=g, requires_grad=True)
-    bias = torch.randn(3, generator=g, requires_grad=True)
-    y = fft_causal_conv(u, k, bias)
-    expected = naive_causal_conv(u, k, bias)
-    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
-    weights = torch.randn(y.shape, generator=g)
-    grads = torch.autograd.grad((y * weights).sum(), (u, k, bias))
-    expected_grads = torch.autograd.grad((expected * weights).sum(), (u, k, bias))
-    for got, want in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-    # The hand-written backward, in double precision, against finite differences.
-    u64 = u.detach().double().requires_grad_()
-    k64 = k.detach().double().requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda a, b: _CausalFFTConv.apply(a, b, _fft_size(2 * 21)), (u64, k64)
-    )
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_less():
+    """Per-block checkpointing recomputes each block in the backward pass: the loss and every
+    gradient are bitwise equal to those of the plain step, while the tensors kept for the
+    backward pass shrink to the blocks' inputs (and the head)."""
+    torch.manual_seed(0)
+    plain = AutoModelForCausalLM.from_config(micro_config("hyena", max_seq_len=512))
+    perturb(plain)
+    config = micro_config("hyena", max_seq_len=512, gradient_checkpointing=True)
+    checkpointed = AutoModelForCausalLM.from_config(config)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert checkpointed.hyena.backbone.gradient_checkpointing
+    assert "gradient_checkpointing" not in checkpointed.config.to_dict()  # not saved
+    x = random_dna(2, 512)
+    kept = {}
+    for name, model in (("plain", plain), ("checkpointed", checkpointed)):
+        model.train()
+        sizes = []
+
+        def pack(t, sizes=sizes):
+            sizes.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x, labels=x).loss
+        loss.backward()
+        kept[name] = (loss.detach(), sum(sizes))
+    assert torch.equal(kept["plain"][0], kept["checkpointed"][0])
+    for (n, p), q in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), n
+    assert kept["checkpointed"][1] < kept["plain"][1] / 4, kept
+    # The transformers switch turns it off again (`gradient_checkpointing_*` are its aliases).
+    checkpointed.activation_checkpointing_disable()
+    assert not checkpointed.hyena.backbone.gradient_checkpointing
+
+
+def test_long_inputs_run_in_blocks_and_recompute_with_the_same_gradients(monkeypatch):
+    """Past the memory limits the operator, the MLP and the filter recompute in the backward
+    pass instead of saving; the results are those of the saving path (to float rounding)."""
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(micro_config("hyena", max_seq_len=256))
+    perturb(lm)
+    x = random_dna(2, 256)
+    lm.train()
+    out = lm(x, labels=x)
+    out.loss.backward()
+    grads = [p.grad.clone() for p in lm.parameters()]
+    lm.zero_grad()
+    monkeypatch.setattr(hyena_kernels, "SAVE_LIMIT_BYTES", 2**14)
+    monkeypatch.setattr(hyena_kernels, "BLOCK_BYTES", 2**16)
+    monkeypatch.setattr(modeling_hyena, "SAVE_LIMIT_BYTES", 2**14)
+    assert len(hyena_kernels.channel_blocks(2, 64, 256, 2)) > 1
+    lm.activation_checkpointing_enable()
+    blocked = lm(x, labels=x)
+    blocked.loss.backward()
+    torch.testing.assert_close(blocked.logits, out.logits, atol=1e-5, rtol=1e-5)
+    for g, p in zip(grads, lm.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-4)
 
 
 def test_inference_reuses_the_filter_spectrum_until_parameters_change():
@@ -389,8 +522,8 @@ def test_inference_reuses_the_filter_spectrum_until_parameters_change():
     filt = lm.hyena.backbone.layers[0].mixer.filter_fn
     with torch.no_grad():
         first = lm(x).logits
-        spectrum = filt.spectrum(40, _fft_size(80))
-        assert filt.spectrum(40, _fft_size(80)) is spectrum  # cached, not recomputed
+        spectrum = filt.spectrum(40, fft_size(80))
+        assert filt.spectrum(40, fft_size(80)) is spectrum  # cached, not recomputed
         assert torch.equal(lm(x).logits, first)
     torch.testing.assert_close(lm(x).logits.detach(), first, atol=1e-5, rtol=1e-5)  # grad path
     # A training step moves the filter: inference must see the new parameters.
@@ -401,7 +534,7 @@ def test_inference_reuses_the_filter_spectrum_until_parameters_change():
     lm.eval()
     with torch.no_grad():
         moved = lm(x).logits
-        assert filt.spectrum(40, _fft_size(80)) is not spectrum
+        assert filt.spectrum(40, fft_size(80)) is not spectrum
     assert not torch.allclose(moved, first, atol=1e-3)
     torch.testing.assert_close(lm(x).logits.detach(), moved, atol=1e-5, rtol=1e-5)
     # Loading weights back (an in-place copy) invalidates the cache too.

@@ -259,3 +259,31 @@ def test_training_info_records_the_tokenizer(tmp_path):
     info = json.loads((model_dir / TRAINING_INFO).read_text())
     assert info["window_length"] == 100 and info["labels"] == ["host", "virus"]
     assert info["tokenizer"]["spec"] == {"kind": "char"} and info["tokenizer"]["size"] == 12
+
+
+def test_batches_hold_at_most_max_batch_tokens(tmp_path):
+    """Long windows (1M tokens) must not be stacked 64 to a batch: past one window, a batch holds
+    at most `max_batch_tokens` tokens; the scores do not depend on the batching."""
+    model_dir = _save_model(tmp_path / "model")
+    model, tokenizer = load_classifier(model_dir, torch.device("cpu"))
+    rng = np.random.default_rng(3)
+    fasta = _write_fasta(tmp_path / "x.fa", [("a", _random_dna(rng, 730)), ("b", "ACGT" * 40)])
+    rows = []
+    forward = model.forward
+
+    def counting_forward(*args, **kwargs):
+        rows.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    model.forward = counting_forward
+    outputs = {}
+    for name, tokens in (("default", 1 << 16), ("small", 250), ("one", 1)):
+        rows.clear()
+        predict_fasta(
+            model, tokenizer, fasta, tmp_path / f"{name}.tsv", window=100, stride=100,
+            out_windows=tmp_path / f"{name}.w.tsv", max_batch_tokens=tokens, progress=False,
+        )  # fmt: skip
+        outputs[name] = pd.read_csv(tmp_path / f"{name}.w.tsv", sep="\t")
+        assert max(rows) == {"default": 10, "small": 2, "one": 1}[name], rows
+    for name in ("small", "one"):
+        pd.testing.assert_frame_equal(outputs[name], outputs["default"], atol=1e-6)

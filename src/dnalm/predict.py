@@ -297,7 +297,7 @@ def max_window_tokens(encoder, window: int) -> int | None:
     return None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_fasta(
     model,
     tokenizer,
@@ -307,6 +307,7 @@ def predict_fasta(
     window: int,
     stride: int,
     batch_size: int = 64,
+    max_batch_tokens: int = 1 << 16,
     device: torch.device | None = None,
     out_windows: str | Path | None = None,
     out_bed: str | Path | None = None,
@@ -314,7 +315,12 @@ def predict_fasta(
     log: logging.Logger | None = None,
 ) -> int:
     """Write per-record (and optionally per-window TSV and BED) probabilities; returns the
-    record count. See the module docstring for the scores."""
+    record count. See the module docstring for the scores.
+
+    A batch holds at most `batch_size` windows and, past one window, at most `max_batch_tokens`
+    tokens (64 windows of 1,024 tokens by default): with 1M-token windows, one window at a time.
+    Runs under `torch.inference_mode`.
+    """
     device = device or torch.device("cpu")
     encoder = encoder_for(tokenizer)
     max_tokens = model_max_tokens(model)
@@ -326,6 +332,7 @@ def predict_fasta(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batch_size = max(1, min(batch_size, max_batch_tokens // (need or window)))
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     pos_index = 1 if len(labels) > 1 else 0
     positive = labels[pos_index]

@@ -9,10 +9,11 @@ classifier that loads the `model.*` weights of a causal-LM checkpoint.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
+
+from .heads import classification_loss, masked_mean
 
 
 class DnaGPTConfig(LlamaConfig):
@@ -62,14 +63,6 @@ class DnaGPTForCausalLM(LlamaForCausalLM):
         )
 
 
-def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the sequence of the positions where `attention_mask` is 1 (all if None)."""
-    if attention_mask is None:
-        return hidden_states.mean(dim=1)
-    mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
-    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
 class DnaGPTForSequenceClassification(LlamaPreTrainedModel):
     """Decoder + linear `score` head on the mean of the non-pad hidden states.
 
@@ -105,13 +98,7 @@ class DnaGPTForSequenceClassification(LlamaPreTrainedModel):
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         pooled = masked_mean(outputs.last_hidden_state, attention_mask)
         logits = self.score(pooled)
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            if self.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1), labels.float())
-            else:
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        loss = classification_loss(logits, labels, self.num_labels) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss,
             logits=logits,

@@ -13,10 +13,13 @@ deliberate and none changing what the model computes:
 
 * no `trust_remote_code`; the classes register with the `Auto*` factories in `dnalm.models`;
 * dropout defaults to 0 everywhere (dropout masks make CPU training several times slower);
-* the FFT length is the smallest 5-smooth size >= 2L (not 2L itself), the skip term is folded
-  into the kernel's lag-0 tap, and a custom autograd function reuses the forward spectra in the
-  backward pass; the filter and the FFTs always run in float32, also under bf16 autocast;
-* in inference (no grad) the filter spectrum is cached per length, keyed on parameter versions;
+* the operator and the MLP run through `dnalm.models.hyena_kernels` (the speed machinery, kept
+  apart so that this file reads as the paper): fused autograd functions with hand-written
+  backward passes (forward spectra reused, no transposing copies, cache-sized blocks), a fast
+  FFT length >= 2L, the skip term added to the kernel's spectrum, GELU(tanh) as the equal
+  `h sigmoid(2c(h + a h^3))`, a cached filter spectrum in inference, and at long lengths blocks
+  recomputed in the backward pass instead of saved; the filter and the FFTs run in float32
+  (float64 for float64 models), also under bf16 autocast;
 * the positional time `t` is a recomputed buffer (`z` and the decay rates are saved, as upstream);
 * `HyenaForSequenceClassification` mean-pools over non-pad tokens instead of taking the last one;
 * inputs longer than `max_seq_len` raise instead of being silently truncated.
@@ -30,12 +33,24 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import (
     BaseModelOutputWithNoAttention,
     CausalLMOutput,
     SequenceClassifierOutput,
+)
+
+from .heads import classification_loss, masked_mean
+from .hyena_kernels import (
+    SAVE_LIMIT_BYTES,
+    VersionedCache,
+    fft_size,
+    hyena_mlp,
+    hyena_operator,
+    kernel_spectrum,
+    no_autocast,
 )
 
 
@@ -115,96 +130,6 @@ def padded_vocab_size(config: HyenaConfig) -> int:
     return math.ceil(config.vocab_size / multiple) * multiple
 
 
-def _fft_size(n: int) -> int:
-    """Smallest even 5-smooth integer >= n, a fast length for real FFTs.
-
-    pocketfft (CPU) and cuFFT have radix-2/3/5 kernels, so e.g. 2L = 2052 (official tiny-1k
-    context 1026) becomes 2160, not 4096. Odd lengths are skipped: a real FFT of even length is
-    a half-length complex one, and 2187 = 3^7 measured ~3x slower than 2160 here.
-    """
-    if n < 1:
-        raise ValueError(f"FFT size must be positive, got {n}")
-    n += n % 2
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 2
-
-
-def _no_autocast(device_type: str):
-    """Autocast switched off: the implicit filter and the FFTs need float32 (HyenaDNA does too)."""
-    return torch.autocast(device_type=device_type, enabled=False)
-
-
-class _CausalFFTConv(torch.autograd.Function):
-    """`y = irfft(rfft(u) * rfft(k))[:L]` whose backward reuses the forward spectra.
-
-    Autograd's own backward of this chain redoes both forward transforms and runs complex-to-complex
-    FFTs; here it is one rfft of the output gradient and one irfft per input (the kernel gradient
-    is summed over the batch in the frequency domain before its irfft).
-    """
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor, n_fft: int) -> torch.Tensor:
-        seqlen = u.shape[-1]
-        u_f = torch.fft.rfft(u, n=n_fft)
-        k_f = torch.fft.rfft(k, n=n_fft)
-        ctx.save_for_backward(u_f, k_f)
-        ctx.n_fft, ctx.seqlen = n_fft, seqlen
-        # A contiguous copy: a view would keep the whole n_fft-long buffer alive for backward.
-        return torch.fft.irfft(u_f * k_f, n=n_fft)[..., :seqlen].contiguous()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):
-        u_f, k_f = ctx.saved_tensors
-        n_fft, seqlen = ctx.n_fft, ctx.seqlen
-        # The adjoint of a causal convolution is the correlation with the same kernel; with both
-        # signals zero-padded to n_fft >= 2L the circular correlation has no wrap-around either.
-        grad_f = torch.fft.rfft(grad_y, n=n_fft)
-        grad_u = grad_k = None
-        if ctx.needs_input_grad[0]:
-            grad_u = torch.fft.irfft(grad_f * k_f.conj(), n=n_fft)[..., :seqlen]
-        if ctx.needs_input_grad[1]:
-            cross = (grad_f * u_f.conj()).sum(0)
-            grad_k = torch.fft.irfft(cross, n=n_fft)[..., :seqlen]
-        return grad_u, grad_k, None
-
-
-def fft_causal_conv(
-    u: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Causal long convolution `y[t] = sum_{s<=t} k[s] u[t-s] + bias * u[t]` via FFT.
-
-    `u` is (batch, channels, L) and `k` is (channels, L). Both are zero-padded to a fast FFT size
-    of at least 2L, so the circular convolution has no wrap-around. The skip term is the kernel's
-    lag-0 tap. Computed in float32 with autocast off; the result has `u`'s dtype.
-    """
-    k = k.float()
-    if bias is not None:
-        k = torch.cat([k[:, :1] + bias.float().unsqueeze(-1), k[:, 1:]], dim=-1)
-    return _fft_conv(u, k, _fft_size(2 * u.shape[-1]))
-
-
-def _fft_conv(u: torch.Tensor, k: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """`_CausalFFTConv` on float32 copies with autocast off; the result has `u`'s dtype."""
-    with _no_autocast(u.device.type):
-        y = _CausalFFTConv.apply(u.float(), k.float(), n_fft)
-    return y.to(u.dtype)
-
-
-def fft_causal_conv_spectrum(u: torch.Tensor, k_f: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """`fft_causal_conv` with the kernel's spectrum given (`rfft(k, n_fft)`, cached in inference)."""
-    seqlen = u.shape[-1]
-    with _no_autocast(u.device.type):
-        y = torch.fft.irfft(torch.fft.rfft(u.float(), n=n_fft) * k_f, n=n_fft)[..., :seqlen]
-    return y.to(u.dtype)
-
-
 class HyenaSin(nn.Module):
     """Sine activation with a (learnable) per-unit frequency, for the implicit filter MLP."""
 
@@ -268,33 +193,23 @@ class HyenaExponentialModulation(nn.Module):
         self.modulate = modulate
         self.decay_range = (math.log(target) / slow_decay_pct, math.log(target) / fast_decay_pct)
         self.register_buffer("deltas", self.initial_deltas(d_model))
-        self._windows: dict[tuple, tuple[int, torch.Tensor]] = {}
+        self._windows = VersionedCache(max_entries=8, max_bytes=64 * 2**20)
 
     def initial_deltas(self, d_model: int) -> torch.Tensor:
         """Fixed (non-trainable, as in HyenaDNA) decay rates, shape (1, 1, d_model)."""
         return torch.linspace(*self.decay_range, d_model)[None, None]
 
     def window(self, t: torch.Tensor) -> torch.Tensor:
-        """`exp(-t |deltas|) + shift`, shape (1, L, d_model), cached."""
+        """`exp(-t |deltas|) + shift`, shape (1, L, d_model), cached up to 64 MiB (at 1M
+        positions it would hold a gigabyte per layer)."""
+
+        @torch.no_grad()
+        def compute() -> torch.Tensor:
+            return torch.exp(-t * self.deltas.abs().to(t.dtype)) + self.shift
+
         # Inference-mode tensors cannot join autograd later, so they are cached apart.
-        key = (
-            t.shape[1],
-            t.device,
-            t.dtype,
-            t.data_ptr(),
-            self.deltas.data_ptr(),
-            torch.is_inference_mode_enabled(),
-        )
-        version = self.deltas._version
-        hit = self._windows.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        with torch.no_grad():
-            window = torch.exp(-t * self.deltas.abs().to(t.dtype)) + self.shift
-        if len(self._windows) > 8:
-            self._windows.clear()
-        self._windows[key] = (version, window)
-        return window
+        key = (t.shape[1], t.device, t.dtype, t.data_ptr(), torch.is_inference_mode_enabled())
+        return self._windows.get(key, [self.deltas], compute)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if not self.modulate:
@@ -327,7 +242,7 @@ class HyenaFilter(nn.Module):
         self.modulation = HyenaExponentialModulation(
             self.d_filter, shift=config.modulation_shift, modulate=config.modulate
         )
-        self._spectra: dict[tuple, torch.Tensor] = {}
+        self._spectra = VersionedCache(max_entries=4, max_bytes=self.spectrum_cache_bytes)
         # Every sine after the first is the same module: declare the copies tied for saving.
         sin_positions = [i for i, m in enumerate(layers) if m is act]
         self._tied_weights_keys = {
@@ -337,68 +252,48 @@ class HyenaFilter(nn.Module):
     def filter(self, seqlen: int) -> torch.Tensor:
         """The modulated filter for `seqlen` positions, shape (seqlen, d_filter), autocast off."""
         z, t = self.pos_emb(seqlen)
-        with _no_autocast(z.device.type):
+        with no_autocast(z.device.type):
             h = self.implicit_filter(z.to(dtype=self.implicit_filter[0].weight.dtype))
             return self.modulation(t, h)[0]
 
-    def kernel(self, seqlen: int) -> torch.Tensor:
-        """Float32 long-convolution kernels (d_filter, seqlen), the skip term in the lag-0 tap."""
-        k = self.filter(seqlen).transpose(0, 1).float()
-        if self.use_bias:
-            k = torch.cat([k[:, :1] + self.bias.float().unsqueeze(-1), k[:, 1:]], dim=-1)
-        return k.contiguous()
+    def kernels(self, seqlen: int) -> torch.Tensor:
+        """The long convolution kernels `h`, (d_filter, seqlen).
 
-    def _cache_key(self, seqlen: int, n_fft: int) -> tuple | None:
-        tensors = [*self.parameters(), *self.buffers()]
-        try:
-            state = tuple((x.data_ptr(), x._version) for x in tensors)
-        except RuntimeError:  # inference tensors have no version counter: do not cache
-            return None
-        return (seqlen, n_fft, self.bias.device, state)
+        Past `SAVE_LIMIT_BYTES` (at 1M positions the filter MLP's activations are ~4 GB per
+        layer) the filter is recomputed in the backward pass instead of kept.
+        """
+        if torch.is_grad_enabled() and seqlen * self.d_filter * 4 > SAVE_LIMIT_BYTES:
+            h = checkpoint(self.filter, seqlen, use_reentrant=False)
+        else:
+            h = self.filter(seqlen)
+        return h.transpose(0, 1)
+
+    def spectrum_is_cached(self, seqlen: int, n_fft: int) -> bool:
+        """Whether inference caches the spectrum of this length (else the operator computes it
+        block by block from `kernels`, which holds less memory)."""
+        return self.d_filter * (n_fft // 2 + 1) * 8 <= self.spectrum_cache_bytes
 
     @torch.no_grad()
     def spectrum(self, seqlen: int, n_fft: int) -> torch.Tensor:
-        """`rfft(kernel(seqlen), n_fft)` for inference, cached until a parameter changes."""
-        key = self._cache_key(seqlen, n_fft)
-        if key is not None and key in self._spectra:
-            return self._spectra[key]
-        with _no_autocast(self.bias.device.type):
-            k_f = torch.fft.rfft(self.kernel(seqlen), n=n_fft)
-        if key is not None and k_f.numel() * k_f.element_size() <= self.spectrum_cache_bytes:
-            if any(old[2:] != key[2:] for old in self._spectra):
-                self._spectra.clear()  # parameters moved on: older spectra are stale
-            if len(self._spectra) >= 4:
-                self._spectra.pop(next(iter(self._spectra)))
-            self._spectra[key] = k_f
-        return k_f
+        """`rfft` of the kernels with the skip term, for inference; cached until a parameter
+        changes, since in inference the filter is the same for every batch."""
 
+        def compute() -> torch.Tensor:
+            with no_autocast(self.bias.device.type):
+                skip = self.bias if self.use_bias else None
+                return kernel_spectrum(self.kernels(seqlen), skip, n_fft)
 
-def _project_to_channels_first(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """`linear(x).transpose(1, 2)` as one contiguous (batch, out, L) batched GEMM.
-
-    The mixer works channels-first, the layout of the short convolution and the FFTs. Reading and
-    writing it through transposed GEMM operands avoids the copies that `nn.Linear` + `transpose`
-    cost, forward and backward (measured: ~15% of the mixer's time on CPU).
-    """
-    batch, seqlen = x.shape[0], x.shape[1]
-    weight = linear.weight.expand(batch, -1, -1)
-    if linear.bias is None:
-        return torch.bmm(weight, x.transpose(1, 2))
-    bias = linear.bias.unsqueeze(-1).expand(batch, -1, seqlen)
-    return torch.baddbmm(bias, weight, x.transpose(1, 2))
-
-
-def _project_from_channels_first(z: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """`linear(z.transpose(1, 2))` for channels-first `z`, as one batched GEMM (batch, L, out)."""
-    batch, seqlen = z.shape[0], z.shape[2]
-    weight = linear.weight.t().expand(batch, -1, -1)
-    if linear.bias is None:
-        return torch.bmm(z.transpose(1, 2), weight)
-    return torch.baddbmm(linear.bias.expand(batch, seqlen, -1), z.transpose(1, 2), weight)
+        key = (seqlen, n_fft, self.bias.device)
+        return self._spectra.get(key, [*self.parameters(), *self.buffers()], compute)
 
 
 class HyenaOperator(nn.Module):
-    """Order-N Hyena mixer: projections, short conv, then alternating gating and long convolution."""
+    """Order-N Hyena mixer: projections, short conv, then alternating gating and long convolution.
+
+    With `x_0 .. x_{N-1}, v` the short-convolved projections: `v <- h_o * (x_o . v) + D_o x_o . v`
+    for o = N-1 .. 1 (`h_o` the implicit filter, `D_o` its skip weight `filter_fn.bias`), then
+    `y = x_0 . v`, projected out.
+    """
 
     def __init__(self, config: HyenaConfig):
         super().__init__()
@@ -423,24 +318,33 @@ class HyenaOperator(nn.Module):
         seqlen = u.shape[1]
         if seqlen > self.l_max:
             raise ValueError(f"input length {seqlen} exceeds max_seq_len={self.l_max}")
-        u = _project_to_channels_first(u, self.in_proj)
-        uc = self.short_filter(u)[..., :seqlen]  # causal: drop the right padding
-        *x, v = uc.split(self.d_model, dim=1)
-        n_fft = _fft_size(2 * seqlen)
-        shape = (self.order - 1, self.d_model, -1)
-        if torch.is_grad_enabled():
-            kernels = self.filter_fn.kernel(seqlen).view(shape)
+        shape = (self.order - 1, self.d_model)
+        n_fft = fft_size(2 * seqlen)
+        kernels = skip = spectra = None
+        if not torch.is_grad_enabled() and self.filter_fn.spectrum_is_cached(seqlen, n_fft):
+            # inference: the filter's spectrum is the same for every batch, and cached
+            spectra = self.filter_fn.spectrum(seqlen, n_fft).view(*shape, -1)
         else:
-            spectra = self.filter_fn.spectrum(seqlen, n_fft).view(shape)
-        for o, x_i in enumerate(reversed(x[1:])):
-            v = v * x_i
-            if self.dropout is not None:
-                v = self.dropout(v)
-            if torch.is_grad_enabled():
-                v = _fft_conv(v, kernels[o], n_fft)
-            else:
-                v = fft_causal_conv_spectrum(v, spectra[o], n_fft)
-        return _project_from_channels_first(v * x[0], self.out_proj)
+            kernels = self.filter_fn.kernels(seqlen).reshape(*shape, seqlen)
+            skip = self.filter_fn.bias.view(shape) if self.filter_fn.use_bias else None
+        masks = None
+        if self.dropout is not None and self.training:  # dropout on each gated signal x_o v
+            ones = u.new_ones((self.order - 1, u.shape[0], self.d_model, seqlen))
+            masks = self.dropout(ones)
+        return hyena_operator(
+            u,
+            self.in_proj.weight,
+            self.in_proj.bias,
+            self.short_filter.weight[:, 0],
+            self.short_filter.bias,
+            kernels,
+            skip,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            order=self.order,
+            k_f=spectra,
+            masks=masks,
+        )
 
 
 class HyenaMlp(nn.Module):
@@ -453,7 +357,8 @@ class HyenaMlp(nn.Module):
         self.fc2._is_residual_proj = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        # fc2(gelu_tanh(fc1(x))), in blocks of rows at long lengths
+        return hyena_mlp(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
 
 
 class HyenaBlock(nn.Module):
@@ -506,10 +411,16 @@ class HyenaEmbeddings(nn.Module):
 
 
 class HyenaLMBackbone(nn.Module):
-    """Embeddings, `n_layer` Hyena blocks and the final LayerNorm."""
+    """Embeddings, `n_layer` Hyena blocks and the final LayerNorm.
+
+    With gradient checkpointing (`model.gradient_checkpointing_enable()`, or
+    `gradient_checkpointing=True` in the config), training keeps only each block's input and
+    recomputes the block in the backward pass, as HyenaDNA trains its long-context models.
+    """
 
     def __init__(self, config: HyenaConfig):
         super().__init__()
+        self.gradient_checkpointing = False
         self.embeddings = HyenaEmbeddings(config)
         self.dropout = nn.Dropout(config.embed_dropout) if config.embed_dropout > 0 else None
         self.layers = nn.ModuleList([HyenaBlock(config) for _ in range(config.n_layer)])
@@ -526,7 +437,10 @@ class HyenaLMBackbone(nn.Module):
             hidden_states = self.dropout(hidden_states)
         all_hidden = [hidden_states] if output_hidden_states else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                hidden_states = self._gradient_checkpointing_func(layer.__call__, hidden_states)
+            else:
+                hidden_states = layer(hidden_states)
             if all_hidden is not None:
                 all_hidden.append(hidden_states)
         hidden_states = self.ln_f(hidden_states)
@@ -538,6 +452,7 @@ class HyenaPreTrainedModel(PreTrainedModel):
 
     config_class = HyenaConfig
     base_model_prefix = "hyena"
+    supports_gradient_checkpointing = True
     _no_split_modules = ["HyenaBlock"]
     # Official checkpoints store the positional time `t`; here it is a recomputed buffer.
     _keys_to_ignore_on_load_unexpected = {r"pos_emb\.t$"}
@@ -669,24 +584,6 @@ class HyenaForCausalLM(HyenaPreTrainedModel):
         return CausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
 
-def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the sequence of the positions where `attention_mask` is 1 (all if None)."""
-    if attention_mask is None:
-        return hidden_states.mean(dim=1)
-    mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
-    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
-def classification_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_labels: int
-) -> torch.Tensor:
-    """Cross-entropy for `num_labels > 1`; mean squared error for a single regression output."""
-    labels = labels.to(logits.device)
-    if num_labels == 1:
-        return F.mse_loss(logits.squeeze(-1), labels.float())
-    return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
-
-
 class HyenaForSequenceClassification(HyenaPreTrainedModel):
     """HyenaDNA backbone + linear `score` head on the mean of the non-pad hidden states.
 
@@ -731,7 +628,6 @@ class HyenaForSequenceClassification(HyenaPreTrainedModel):
 
 __all__ = [
     "compile_blocks",
-    "fft_causal_conv",
     "HyenaConfig",
     "HyenaPreTrainedModel",
     "HyenaModel",
