@@ -32,3 +32,39 @@ def test_multiclass():
     probs = np.eye(3)[y] * 0.7 + 0.1
     m = classification_metrics(y, probs)
     assert m["accuracy"] == 1.0 and m["auroc"] == 1.0
+
+
+def test_test_metrics_are_those_of_the_written_probabilities():
+    """The statistics rescore `predictions.tsv`: rounding to its 6 decimals makes ties, and ties
+    move AUPRC, so the test metrics are scored on the written values."""
+    import pandas as pd
+
+    from dnalm.metrics import as_written, prediction_table
+
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = rng.integers(0, 2, n)
+    # scores crowded within 1e-6 of each other: many become equal at 6 decimals
+    pos = 0.5 + rng.integers(0, 40, n) * 1e-7 + labels * 2e-6
+    probs = np.stack([1 - pos, pos], axis=1)
+    windows = pd.DataFrame(
+        {
+            "genome": "g",
+            "chrom": "c",
+            "start": np.arange(n),
+            "end": np.arange(n) + 1,
+            "label": labels,
+            "group": "g",
+        }
+    )
+    table = prediction_table(windows, ["neg", "pos"], probs)
+    reread = table[["prob_neg", "prob_pos"]].to_numpy()
+    assert classification_metrics(labels, reread) == classification_metrics(
+        labels, as_written(probs)
+    )
+    # the raw scores would not have matched: the rounding changed the ranking's ties
+    assert (
+        classification_metrics(labels, probs)["auprc"]
+        != classification_metrics(labels, reread)["auprc"]
+    )
+    assert list(table["predicted"]) == ["neg" if a >= b else "pos" for a, b in reread]

@@ -125,6 +125,11 @@ def check_results(workdir: Path, config: dict) -> pd.DataFrame:
         for m in config["models"]
         for i in ("pretrained", "scratch")
         for s in config["finetune"]["seeds"]
+    } | {
+        (t, b, "baseline", s)
+        for t, task in config["tasks"].items()
+        for b in task.get("baselines", ["kmer_lr", "cnn"])
+        for s in config["finetune"]["seeds"]
     }
     assert (
         set(zip(runs["task"], runs["model"], runs["init"], runs["seed"], strict=True)) == expected
@@ -136,6 +141,11 @@ def check_results(workdir: Path, config: dict) -> pd.DataFrame:
     effect = pd.read_csv(workdir / "results/summary/pretrain_effect.tsv", sep="\t")
     assert len(effect) == len(config["tasks"]) * len(config["models"]) * 5
     assert (effect["n_pairs"] == len(config["finetune"]["seeds"])).all()
+    # each model x init against the task's best baseline, and the answer table the report opens on
+    versus = pd.read_csv(workdir / "results/summary/vs_baseline.tsv", sep="\t")
+    assert len(versus) == len(config["tasks"]) * len(config["models"]) * 2 * 5
+    answer = pd.read_csv(workdir / "results/summary/answer.tsv", sep="\t")
+    assert set(answer["task"]) == set(config["tasks"])
     figures = ("metric_vs_size", "pretrain_effect", "pretrain_loss", "finetune_curves", "roc_pr")
     for fig in (*figures, "rule_benchmarks"):
         assert (workdir / f"results/summary/figures/{fig}.png").stat().st_size > 10_000
@@ -145,6 +155,8 @@ def check_results(workdir: Path, config: dict) -> pd.DataFrame:
     n_runs = len(config["tasks"]) * len(config["models"]) * len(config["finetune"]["seeds"])
     assert jobs["pretrain"] == len(config["models"]) and jobs["aggregate"] == 1
     assert jobs["finetune"] == 2 * n_runs  # both inits are one rule
+    n_baselines = sum(len(t.get("baselines", ["kmer_lr", "cnn"])) for t in config["tasks"].values())
+    assert jobs["baseline"] == n_baselines * len(config["finetune"]["seeds"])
     assert (bench["total_s"] > 0).all() and (bench["max_rss_mb"] > 0).all()
     software = pd.read_csv(workdir / "results/summary/software.tsv", sep="\t")
     assert {"python", "torch", "transformers", "snakemake", "cuda_available"} <= set(
@@ -321,8 +333,13 @@ def test_real_genomes_beat_chance(tmp_path, shared_data):
     write_workdir(tmp_path, config, sheet)
     snakemake(tmp_path)
     runs = check_results(tmp_path, config)
+    baselines = runs[runs["init"] == "baseline"]
+    runs = runs[runs["init"] != "baseline"]
     test = pd.read_parquet(tmp_path / "results/windows/virus_vs_host/test.parquet")
     assert set(test["label"]) == {"host", "virus"}
     # Beats chance on held-out species for both inits. Under the null, AUROC on 150 + 150 windows
     # has an sd of ~0.033, so 0.65 is 4.5 sd above chance (measured: 0.75 pretrained, 0.76 scratch).
     assert (runs["auroc"] > 0.65).all(), runs[["init", "auroc", "accuracy"]]
+    # the baselines are scored on the same held-out species, and learn there too
+    assert set(baselines["model"]) == {"kmer_lr", "cnn"}
+    assert (baselines["auroc"] > 0.65).all(), baselines[["model", "auroc", "accuracy"]]

@@ -85,9 +85,9 @@ def test_pipeline_runs_through_slurm(cluster: SlurmCluster, tmp_path: Path) -> N
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-6000:]
 
-    # outputs are right: one pretrained and one scratch run, scored, aggregated, predicted
+    # outputs are right: one pretrained and one scratch run and the two baselines, scored, aggregated, predicted
     metrics = pd.read_csv(tmp_path / "results/summary/metrics.tsv", sep="\t")
-    assert sorted(metrics["init"]) == ["pretrained", "scratch"]
+    assert sorted(metrics["init"]) == ["baseline", "baseline", "pretrained", "scratch"]
     assert metrics["auroc"].between(0, 1).all()
     records = pd.read_csv(tmp_path / "results/predict/mix/records.tsv", sep="\t")
     assert len(records) == 6

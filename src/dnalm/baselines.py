@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dnalm.corpus import window_sequences
-from dnalm.metrics import auto_selection, classification_metrics, prediction_table
+from dnalm.metrics import as_written, auto_selection, classification_metrics, prediction_table
 
 BASELINES = ("kmer_lr", "cnn")
 _CODE = np.full(256, 4, dtype=np.int64)  # A C G T -> 0..3 (either case); anything else -> 4
@@ -281,7 +281,7 @@ def run_baseline(
         )
         selection = {"best_epoch": chosen}
     seqs, y_test, table = data["test"]
-    probs = predict(seqs)
+    probs = as_written(predict(seqs))
     test = classification_metrics(y_test, probs)
     log.info(f"test (scored once, {selection}): {format_scores(test)}")
     metrics = {

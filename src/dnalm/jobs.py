@@ -345,9 +345,9 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
 
 def score_test(labels, probs, best_step: int, log: logging.Logger) -> dict:
     """The test metrics of the selected weights: the one time the test split is scored."""
-    from dnalm.metrics import classification_metrics
+    from dnalm.metrics import as_written, classification_metrics
 
-    test = classification_metrics(labels, probs)
+    test = classification_metrics(labels, as_written(probs))
     log.info(
         "test (scored once, weights of step %d): %s",
         best_step,

@@ -56,11 +56,19 @@ def auto_selection(labels: np.ndarray) -> str:
     return "auprc" if len(counts) == 2 and counts.min() / counts.sum() < 0.2 else "loss"
 
 
+def as_written(probs: np.ndarray) -> np.ndarray:
+    """Test probabilities as `predictions.tsv` holds them (6 decimals). The test metrics are
+    scored on these, so that the statistics, which read the file, recompute them exactly:
+    rounding makes ties, and ties move AUPRC."""
+    return np.asarray(probs, dtype=np.float64).round(6)
+
+
 def prediction_table(windows, labels: list[str], probs: np.ndarray):
     """`predictions.tsv` of a run: each test window (genome, chrom, start, end, label and its
     group, the unit the statistics resample), its class probabilities and the predicted label."""
+    probs = as_written(probs)
     table = windows[["genome", "chrom", "start", "end", "label", "group"]].copy()
     for i, name in enumerate(labels):
-        table[f"prob_{name}"] = np.asarray(probs)[:, i].round(6)
-    table["predicted"] = [labels[i] for i in np.asarray(probs).argmax(axis=1)]
+        table[f"prob_{name}"] = probs[:, i]
+    table["predicted"] = [labels[i] for i in probs.argmax(axis=1)]
     return table
