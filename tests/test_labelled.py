@@ -398,11 +398,16 @@ def test_group_split_property(sizes, seed):
     table = pd.DataFrame(rows, columns=["group", "label"])
     table["id"] = [f"r{i}" for i in range(len(table))]
     table["file"], table["line"] = "mem", np.arange(len(table)) + 1
+    # groups holding each label: under 3, no split can give every split that label
+    holding = {label: table.loc[table["label"] == label, "group"].nunique() for label in LABELS}
     try:
         split = assign_splits(table, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=seed)
     except ValueError as err:
         assert "every split needs every label" in str(err)
+        # the error is only for splits that are impossible or nearly so, never a plain failure
+        assert min(holding.values()) < 6, (holding, str(err))
         return
+    assert min(holding.values()) >= 3, holding  # an impossible split must raise
     assert (split.groupby(table["group"]).nunique() == 1).all()
     for s in SPLITS:
         assert set(table.loc[split == s, "label"]) == set(LABELS)
