@@ -52,7 +52,8 @@ def test_predict_fasta_and_cli(tmp_path):
     rng = np.random.default_rng(1)
     fasta = tmp_path / "contigs.fa.gz"
     with gzip.open(fasta, "wt") as fh:
-        fh.write(">long\n" + _random_dna(rng, 250) + "\n>short\nACGTAC\n")
+        long_seq = _random_dna(rng, 250)
+        fh.write(">long\n" + long_seq + "\n>short\nACGTAC\n")
 
     model, tokenizer = load_classifier(model_dir, torch.device("cpu"))
     out, win, bed = tmp_path / "records.tsv", tmp_path / "windows.tsv", tmp_path / "windows.bed"
@@ -76,6 +77,13 @@ def test_predict_fasta_and_cli(tmp_path):
     assert records["windows"].tolist() == [3, 1]
     assert windows[["start", "end"]].values.tolist() == [[0, 100], [100, 200], [150, 250], [0, 6]]
     long = windows[windows["record"] == "long"]
+    # each window scored on its own, outside predict's batching, padding and streaming
+    virus = model.config.label2id["virus"]
+    for w in long.itertuples():
+        ids = torch.tensor([tokenizer.convert_tokens_to_ids(list(long_seq[w.start : w.end]))])
+        with torch.no_grad():
+            alone = torch.softmax(model(input_ids=ids).logits, dim=-1)[0, virus]
+        assert w.prob_virus == pytest.approx(float(alone), abs=1e-5)
     assert records.loc[0, "prob_virus"] == pytest.approx(long["prob_virus"].mean(), abs=1e-5)
     assert records.loc[0, "max_virus"] == pytest.approx(long["prob_virus"].max(), abs=1e-5)
     # the end window overlaps its neighbour by 50 bases: only its 50 new bases count
