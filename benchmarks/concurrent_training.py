@@ -1,8 +1,8 @@
 """Two training jobs on a 2-core machine: together vs one after the other.
 
 Snakemake with `--cores 2` runs two 1-thread training jobs at once. This is only a win if each job
-really stays on its one thread: oversubscribed oneDNN/OpenMP threads spin-wait, and DESIGN.md
-records a 40x slowdown of HyenaDNA from one extra busy thread. This script times, with the real
+really stays on its one thread: oversubscribed oneDNN/OpenMP threads spin-wait, which can slow a
+job many times over (docs/performance.md has the figures). This script times, with the real
 training loop (`dnalm.training.pretrain_lm`, hyena micro, batch 8 x 512):
 
   sequential, 1 thread each   (reference)

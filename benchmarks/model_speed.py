@@ -1,6 +1,6 @@
 """Speed and memory of the two architectures, side by side, on this machine.
 
-Two tables (Markdown, ready for the README):
+Two tables (Markdown, ready for docs/performance.md):
 
 1. For each architecture x named size: parameters, training tokens/s (forward, backward and an
    AdamW step), inference tokens/s (forward in inference mode) and the training peak memory.

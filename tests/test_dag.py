@@ -17,7 +17,7 @@ from conftest import ROOT, dag_jobs, run_snakemake
 
 SVG = "{http://www.w3.org/2000/svg}"
 COMMITTED = ROOT / "docs" / "rulegraph.svg"
-# The README's command for docs/rulegraph.svg (kept in step with the README's `### The DAG`).
+# The command for docs/rulegraph.svg (kept in step with docs/reruns.md's `## The DAG`).
 COMMAND = "snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg"
 
 CORE = {
@@ -160,12 +160,12 @@ def test_rulegraph_renders():
 
 
 def test_committed_rulegraph_is_current():
-    """docs/rulegraph.svg shows today's rules and wiring; if this fails, run the README's
-    command again from the repository root."""
+    """docs/rulegraph.svg shows today's rules and wiring; if this fails, run the command of
+    docs/reruns.md again from the repository root."""
     committed = ET.parse(COMMITTED).getroot()
     live = live_rulegraph()
     hint = f"docs/rulegraph.svg is stale; regenerate it: {COMMAND}"
     assert sorted(nodes(committed).values()) == sorted(nodes(live).values()), hint
     assert rule_edges(committed) == rule_edges(live), hint
-    readme = (ROOT / "README.md").read_text()
-    assert COMMAND in readme and "](docs/rulegraph.svg)" in readme
+    page = (ROOT / "docs/reruns.md").read_text()
+    assert COMMAND in page and "](rulegraph.svg)" in page

@@ -40,7 +40,7 @@ rule tokenize:
     conda:
         "../../envs/dnalm.yaml"
     threads: 1
-    # Streams by block: ~330 MB of imports + ~60 MB, whatever the genome (README, benchmarks).
+    # Streams by block: ~330 MB of imports + ~60 MB, whatever the genome (docs/performance.md).
     resources:
         mem_mb=1000,
         runtime=30,
