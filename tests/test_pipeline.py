@@ -189,7 +189,9 @@ def test_simulated_chain_end_to_end(tmp_path):
     write_workdir(tmp_path, config, simulated_sheet())
     snakemake(tmp_path)
     runs = check_results(tmp_path, config)
-    assert runs["params"].gt(50_000).all()
+    models = runs[runs["init"] != "baseline"]
+    assert models["params"].gt(50_000).all()
+    assert runs.loc[runs["init"] == "baseline", "params"].gt(1_000).all()  # k-mer LR, CNN
 
     # genomes normalised and indexed; pretraining corpus excludes the test genomes
     for g in ("virus0", "host2"):
