@@ -464,7 +464,7 @@ def eval_batches(shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: i
 # --------------------------------------------------------------------------- pretraining
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def lm_loss(model, shard: TokenShard, rows: np.ndarray, batch_size: int, pad_id: int, device):
     """Mean next-token loss (nats per token) over the given rows, on every rank alike."""
     model.eval()
@@ -552,19 +552,24 @@ def pretrain_lm(model, train_shard, val, cfg: TrainConfig, *, pad_id: int, **run
 # --------------------------------------------------------------------------- fine-tuning
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_proba(model, shard: TokenShard, batch_size: int, pad_id: int, device) -> np.ndarray:
-    """Class probabilities for every sequence of a shard, in shard order (on every rank)."""
+    """Class probabilities for every sequence of a shard, in shard order (on every rank).
+
+    Sequences go by length, so that a batch of a labelled task whose lengths differ pads little;
+    the result is put back in shard order."""
     model.eval()
     out = [np.zeros((0, model.config.num_labels), dtype=np.float32)]
-    rows = np.arange(len(shard))
+    rows = np.argsort(shard.lengths, kind="stable")
     for ids, mask in eval_batches(shard, rows, batch_size, pad_id, device):
         with autocast(device):
             logits = model(input_ids=ids, attention_mask=mask).logits
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     model.train()
     sizes = [len(distributed.rank_slice(rows, at=r)) for r in range(distributed.world_size())]
-    return np.concatenate(distributed.all_gather_rows(np.concatenate(out), sizes))
+    probs = np.empty((len(rows), model.config.num_labels), dtype=np.float32)
+    probs[rows] = np.concatenate(distributed.all_gather_rows(np.concatenate(out), sizes))
+    return probs
 
 
 def evaluate(
