@@ -20,10 +20,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from dnalm.checkpointing import Checkpoint, fingerprint
 from dnalm.models import model_config
 from dnalm.shards import TokenShard, write_meta, write_shard
 from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
-from dnalm.training import Checkpoint, TrainConfig, finetune_classifier, fingerprint, pretrain_lm
+from dnalm.training import TrainConfig, finetune_classifier, pretrain_lm
 
 CPU = torch.device("cpu")
 LM = {"steps": 40, "batch_size": 4, "grad_accum_steps": 2, "lr": 3e-3, "warmup_steps": 5}

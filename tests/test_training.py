@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from dnalm.models import model_config
+from dnalm.models import make_optimizer, model_config
 from dnalm.shards import TokenShard, write_meta, write_shard
 from dnalm.tokenization import (
     char_tokenizer,
@@ -21,7 +21,6 @@ from dnalm.training import (
     class_weights,
     finetune_classifier,
     learning_rate,
-    make_optimizer,
     pretrain_lm,
     resolve_steps,
     train_length,
