@@ -44,6 +44,74 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def micro_model(arch: str = "hyena", max_seq_len: int = 256) -> dict:
+    """A config model entry of the smallest size, on the char tokenizer."""
+    return {"arch": arch, "size": "micro", "tokenizer": "char", "max_seq_len": max_seq_len}
+
+
+def finetune_outputs(out: Path) -> dict[str, str]:
+    """The `outputs` of a fine-tuning job (`dnalm.jobs`) that writes into `out`."""
+    names = {"metrics": "metrics.json", "predictions": "predictions.tsv", "curve": "curve.tsv"}
+    return {key: str(out / name) for key, name in names.items()} | {"model": str(out / "model")}
+
+
+def micro_net(task: str, arch: str = "hyena", max_seq_len: int = 64, seed: int = 0, **config):
+    """A micro model of the char vocabulary (12 ids, pad 4), its weights drawn from torch
+    `seed`: a causal LM for `task` lm, else a sequence classifier."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from dnalm.models import model_config
+
+    torch.manual_seed(seed)
+    auto = AutoModelForCausalLM if task == "lm" else AutoModelForSequenceClassification
+    kwargs = {"vocab_size": 12, "pad_token_id": 4, "max_seq_len": max_seq_len, **config}
+    return auto.from_config(model_config(arch, "micro", **kwargs))
+
+
+def cpu_run(curve_path: Path, **run) -> dict:
+    """The keywords of `dnalm.training.train` for a run on the CPU, with the char vocabulary's
+    pad id (4), writing its curve to `curve_path`."""
+    import torch
+
+    return {"pad_id": 4, "device": torch.device("cpu"), "curve_path": curve_path, **run}
+
+
+def train_val_shards(directory: Path, seqs, labels, n_train: int, write) -> tuple:
+    """`write(path, seqs, labels)` of the first `n_train` sequences (tr) and of the rest (va)."""
+    train = write(directory / "tr", seqs[:n_train], labels[:n_train])
+    return train, write(directory / "va", seqs[n_train:], labels[n_train:])
+
+
+def write_random_shards(
+    directory: Path, sizes: dict[str, int], lm_lengths: tuple[int, int], clf_length: int, labels
+) -> dict[str, Path]:
+    """Char-token shards of random ACGT, one per name in `sizes` (name -> sequences): `lm_*`
+    unlabelled, of lengths drawn from `lm_lengths`; `clf_*` of `clf_length` bases, labelled
+    alternately 0 and 1 (1 GC-rich)."""
+    import numpy as np
+
+    from dnalm.shards import write_meta, write_shard
+    from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
+
+    table = lookup_table(char_tokenizer())
+    rng = np.random.default_rng(0)
+    prefixes = {}
+    for name, n in sizes.items():
+        records = []
+        for i in range(n):
+            y = i % 2
+            p = [0.15, 0.35, 0.35, 0.15] if y else [0.35, 0.15, 0.15, 0.35]
+            length = int(rng.integers(*lm_lengths)) if name.startswith("lm") else clf_length
+            seq = "".join(rng.choice(list("ACGT"), length, p=p))
+            records.append((encode_bytes(seq, table), y if name.startswith("clf") else -1))
+        prefixes[name] = directory / name
+        write_shard(prefixes[name], records, np.dtype(np.uint8))
+        meta = {"dtype": "uint8", "labels": list(labels), "window_length": 48}
+        write_meta(prefixes[name], meta)
+    return prefixes
+
+
 def write_genome(directory: Path, name: str, records: list[tuple[str, str]]) -> Path:
     """A normalised (bgzip + .fai/.gzi) genome made from literal records."""
     from dnalm.fasta import normalise_fasta

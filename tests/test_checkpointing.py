@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from conftest import cpu_run, micro_net, write_random_shards
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from dnalm.models import model_config
+from dnalm.checkpointing import Checkpoint, fingerprint
 from dnalm.shards import TokenShard, write_meta, write_shard
-from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
-from dnalm.training import Checkpoint, TrainConfig, finetune_classifier, fingerprint, pretrain_lm
+from dnalm.tokenization import char_tokenizer
+from dnalm.training import TrainConfig, finetune_classifier, pretrain_lm
 
-CPU = torch.device("cpu")
+COMPLEMENT = np.array([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11])  # of the char tokenizer's ids
 LM = {"steps": 40, "batch_size": 4, "grad_accum_steps": 2, "lr": 3e-3, "warmup_steps": 5}
 LM |= {"eval_every": 10, "log_every": 10, "eval_sequences": 8, "checkpoint_every": 10}
 LM |= {"rc_augment": 0.5, "seq_len_warmup": {"start": 16, "stages": 2}, "seed": 4}
@@ -33,21 +33,8 @@ LM |= {"rc_augment": 0.5, "seq_len_warmup": {"start": 16, "stages": 2}, "seed": 
 
 def _shards(directory: Path) -> dict[str, Path]:
     """LM shards of varying lengths and a labelled pair; every sequence is random ACGT."""
-    table = lookup_table(char_tokenizer())
-    rng = np.random.default_rng(0)
-    out = {}
-    for name, n in {"lm_train": 40, "lm_val": 8, "clf_train": 24, "clf_val": 8}.items():
-        records = []
-        for i in range(n):
-            y = i % 2
-            p = [0.15, 0.35, 0.35, 0.15] if y else [0.35, 0.15, 0.15, 0.35]
-            length = int(rng.integers(24, 49)) if name.startswith("lm") else 32
-            seq = "".join(rng.choice(list("ACGT"), length, p=p))
-            records.append((encode_bytes(seq, table), y if name.startswith("clf") else -1))
-        write_shard(directory / name, records, np.dtype(np.uint8))
-        write_meta(directory / name, {"dtype": "uint8", "labels": ["a", "b"], "window_length": 48})
-        out[name] = directory / name
-    return out
+    sizes = {"lm_train": 40, "lm_val": 8, "clf_train": 24, "clf_val": 8}
+    return write_random_shards(directory, sizes, (24, 49), 32, ["a", "b"])
 
 
 def _job(data: Path, out: Path, train: dict) -> Path:
@@ -139,30 +126,20 @@ def test_kill_9_then_rerun_ends_where_an_uninterrupted_run_ends(tmp_path):
     assert summary["tokens"] == expected["tokens"]
 
 
-def _lm(seed: int = 0):
-    torch.manual_seed(seed)
-    cfg = model_config("gpt", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
-    return AutoModelForCausalLM.from_config(cfg)
-
-
 def test_resume_in_process_and_a_changed_setting_starts_afresh(tmp_path, caplog):
     shards = {k: TokenShard.open(v) for k, v in _shards(tmp_path).items()}
     cfg = TrainConfig(**{**LM, "steps": 6, "checkpoint_every": 2, "eval_every": 2, "log_every": 2})
     ckpt_dir = tmp_path / "ckpt"
 
     def run(cfg, name, ckpt=True):
-        model = _lm()
+        model = micro_net("lm", "gpt")
         check = Checkpoint(ckpt_dir, fingerprint(cfg, model="gpt")) if ckpt else None
         summary = pretrain_lm(
             model,
             shards["lm_train"],
             shards["lm_val"],
             cfg,
-            pad_id=4,
-            device=CPU,
-            curve_path=tmp_path / f"{name}.tsv",
-            checkpoint=check,
-            complement=np.array([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11]),
+            **cpu_run(tmp_path / f"{name}.tsv", checkpoint=check, complement=COMPLEMENT),
         )
         return model, summary
 
@@ -194,21 +171,15 @@ def test_finetune_resume_keeps_the_selection(tmp_path):
     cfg.class_weight = "balanced"
 
     def run(name):
-        torch.manual_seed(0)
-        clf = AutoModelForSequenceClassification.from_config(
-            model_config(
-                "hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64, resid_dropout=0.1
-            )
-        )
+        clf = micro_net("clf", resid_dropout=0.1)
         result = finetune_classifier(
             clf,
             shards["clf_train"],
             shards["clf_val"],
             cfg,
-            pad_id=4,
-            device=CPU,
-            curve_path=tmp_path / f"{name}.tsv",
-            checkpoint=Checkpoint(tmp_path / "ck", fingerprint(cfg)),
+            **cpu_run(
+                tmp_path / f"{name}.tsv", checkpoint=Checkpoint(tmp_path / "ck", fingerprint(cfg))
+            ),
         )
         return clf, result
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import SHARED_DATA, require_data, run_snakemake
+from conftest import SHARED_DATA, micro_model, require_data, run_snakemake
 
 NONVIRAL = SHARED_DATA / "genomes" / "nonviral"
 GENOMES = {  # genome -> (label, FASTA)
@@ -37,14 +37,7 @@ def config(tasks: dict, max_seq_len: int = 1024) -> dict:
             "window": {"length": PRETRAIN_WINDOW, "stride": 4 * PRETRAIN_WINDOW},
         },
         "tokenizers": {"char": {"kind": "char"}},
-        "models": {
-            "hyena-micro": {
-                "arch": "hyena",
-                "size": "micro",
-                "tokenizer": "char",
-                "max_seq_len": max_seq_len,
-            }
-        },
+        "models": {"hyena-micro": micro_model(max_seq_len=max_seq_len)},
         "pretrain": TRAIN,
         "finetune": {"seeds": [0], **TRAIN},
         "resources": {

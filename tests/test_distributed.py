@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import cpu_run, finetune_outputs, write_random_shards
 
 WORLD = 2
 ATOL = 1e-5  # losses, metrics, probabilities
@@ -43,26 +44,8 @@ def _write_shards(directory: Path) -> dict[str, Path]:
     Classification sequences have one length: a pad token's embedding has a zero gradient up to
     rounding, which Adam would turn into rounding-driven steps (see WEIGHT_ATOL).
     """
-    from dnalm.shards import write_meta, write_shard
-    from dnalm.tokenization import char_tokenizer, encode_bytes, lookup_table
-
-    table = lookup_table(char_tokenizer())
-    rng = np.random.default_rng(0)
-    prefixes = {}
     sizes = {"lm_train": 23, "lm_val": 9, "clf_train": 22, "clf_val": 11, "clf_test": 7}
-    for name, n in sizes.items():
-        records = []
-        for i in range(n):
-            y = i % 2
-            p = [0.15, 0.35, 0.35, 0.15] if y else [0.35, 0.15, 0.15, 0.35]
-            length = int(rng.integers(20, 49)) if name.startswith("lm") else 40
-            seq = "".join(rng.choice(list("ACGT"), length, p=p))
-            records.append((encode_bytes(seq, table), y if name.startswith("clf") else -1))
-        prefix = directory / name
-        write_shard(prefix, records, np.dtype(np.uint8))
-        write_meta(prefix, {"dtype": "uint8", "labels": ["host", "virus"], "window_length": 48})
-        prefixes[name] = prefix
-    return prefixes
+    return write_random_shards(directory, sizes, (20, 49), 40, ["host", "virus"])
 
 
 def _train_all(data: Path, out: Path) -> None:
@@ -90,9 +73,7 @@ def _train_all(data: Path, out: Path) -> None:
         shard["lm_train"],
         shard["lm_val"],
         TrainConfig(**LM_TRAIN),
-        pad_id=4,
-        device=cpu,
-        curve_path=out / f"lm_curve.rank{rank}.tsv",
+        **cpu_run(out / f"lm_curve.rank{rank}.tsv"),
     )
     torch.manual_seed(1)
     clf = AutoModelForSequenceClassification.from_config(config)
@@ -103,10 +84,7 @@ def _train_all(data: Path, out: Path) -> None:
         shard["clf_train"],
         shard["clf_val"],
         TrainConfig(**CLF_TRAIN),
-        pad_id=4,
-        device=cpu,
-        curve_path=out / f"clf_curve.rank{rank}.tsv",
-        select_on="loss",
+        **cpu_run(out / f"clf_curve.rank{rank}.tsv", select_on="loss"),
     )
     probs = predict_proba(clf, shard["clf_test"], 3, 4, cpu)
     if distributed.is_main():
@@ -196,12 +174,7 @@ def _finetune_job(tmp: Path, data: Path, out: Path, **extra) -> dict:
         "tokenizer": str(pretrained),
         "shards": {s: str(data / f"clf_{s}") for s in ("train", "val", "test")},
         "test_windows": str(tmp / "test.parquet"),
-        "outputs": {
-            "metrics": str(out / "metrics.json"),
-            "predictions": str(out / "predictions.tsv"),
-            "curve": str(out / "curve.tsv"),
-            "model": str(out / "model"),
-        },
+        "outputs": finetune_outputs(out),
         "log": str(out / "job.log"),
         "threads": 1,
         **extra,

@@ -561,17 +561,13 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
         ("v1", "virus", "v1", "simulated:virus?length=3000&seed=1", ""),
         ("v2", "virus", "v2", "simulated:virus?length=3000&seed=2", ""),
     ]
-    sheet = "genome\tlabel\tgroup\tsource\tchecksum\n" + "".join("\t".join(r) + "\n" for r in rows)
-    (tmp_path / "genomes.tsv").write_text(sheet)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["genomes"] = "genomes.tsv"
-    config.pop("predict", None)
-    config["acquire"] = {
-        "ncbi_eutils_url": server.url("/eutils"),
-        "backoff": 0.01,
-        "genomic_benchmarks_url": server.url("/gb/{dataset}.zip"),
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    _sheet_and_config(
+        tmp_path,
+        rows,
+        ncbi_eutils_url=server.url("/eutils"),
+        backoff=0.01,
+        genomic_benchmarks_url=server.url("/gb/{dataset}.zip"),
+    )
     dry = run_snakemake(tmp_path, "-n", configfile=tmp_path / "config.yaml", timeout=120)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert server.requests == []  # parsing and planning never download
@@ -599,6 +595,18 @@ def test_snakemake_acquires_download_sources(server, tmp_path):
     assert "attempt 1/6 failed (HTTP 503" in log and "checksum verified" in log
 
 
+def _sheet_and_config(tmp_path, rows, **acquire) -> None:
+    """genomes.tsv of `rows`, and config.yaml: the default config on it, with these `acquire`
+    settings and no predict samples."""
+    sheet = "genome\tlabel\tgroup\tsource\tchecksum\n" + "".join("\t".join(r) + "\n" for r in rows)
+    (tmp_path / "genomes.tsv").write_text(sheet)
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["genomes"] = "genomes.tsv"
+    config.pop("predict", None)
+    config["acquire"] = acquire
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+
+
 def test_default_profile_runs_one_ncbi_download_at_a_time(server, tmp_path):
     """profiles/default sets `resources: [ncbi=1]`: two ncbi: genomes on 2 cores are fetched
     one after the other, so E-utilities' per-IP rate holds across jobs, not only within one."""
@@ -617,13 +625,7 @@ def test_default_profile_runs_one_ncbi_download_at_a_time(server, tmp_path):
         ("v2", "virus", "v2", "simulated:virus?length=3000&seed=2", ""),
         *[(f"h{i}", "host", f"h{i}", f"simulated:host?length=3000&seed={i}", "") for i in range(3)],
     ]
-    sheet = "genome\tlabel\tgroup\tsource\tchecksum\n" + "".join("\t".join(r) + "\n" for r in rows)
-    (tmp_path / "genomes.tsv").write_text(sheet)
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["genomes"] = "genomes.tsv"
-    config.pop("predict", None)
-    config["acquire"] = {"ncbi_eutils_url": server.url("/eutils"), "backoff": 0.01}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    _sheet_and_config(tmp_path, rows, ncbi_eutils_url=server.url("/eutils"), backoff=0.01)
     targets = ["resources/genomes/sars.fa.gz", "resources/genomes/hiv.fa.gz"]
     run = run_snakemake(tmp_path, *targets, configfile=tmp_path / "config.yaml", cores=2)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import torch
 from test_checkpoints import random_official_state, write_hf
-from test_predict import _random_dna, _save_model, _traced_peak, _write_fasta
+from test_predict import (
+    _memory_inputs,
+    _memory_peaks,
+    _random_dna,
+    _save_model,
+    _traced_peak,
+    _write_fasta,
+)
 
 from dnalm.cli import main as cli_main
 from dnalm.embed import embed, load_embedder
@@ -125,32 +132,23 @@ def test_embed_cli_and_its_errors(tmp_path, capsys):
 def test_memory_stays_flat(tmp_path):
     """As for predict: two 750 kbp records cost no more memory than 3,000 short contigs, the
     output is written in row groups, and neither grows with the input."""
-    model_dir = _save_model(
-        tmp_path / "model", max_seq_len=1024, window=1000, d_model=16, n_layer=1, d_inner=32
-    )
+    model_dir, fastas = _memory_inputs(tmp_path, np.random.default_rng(0))
     backbone, tokenizer, _ = load_embedder(model_dir, CPU)
-    rng = np.random.default_rng(0)
-    few = _write_fasta(
-        tmp_path / "few.fa", [(f"c{i}", _random_dna(rng, 750_000)) for i in range(2)]
-    )
-    many = _write_fasta(
-        tmp_path / "many.fa", [(f"c{i}", _random_dna(rng, 500)) for i in range(3000)]
-    )
-    peaks = {}
-    for name, path in (("few", few), ("many", many)):
-        peaks[name] = _traced_peak(
-            lambda path=path, name=name: embed(
-                backbone,
-                tokenizer,
-                tmp_path / f"{name}.parquet",
-                window=1000,
-                fasta=path,
-                per_window=name == "few",
-                batch_size=32,
-                rows_per_group=256,
-                progress=False,
-            )
+
+    def run(name, path):
+        embed(
+            backbone,
+            tokenizer,
+            tmp_path / f"{name}.parquet",
+            window=1000,
+            fasta=path,
+            per_window=name == "few",
+            batch_size=32,
+            rows_per_group=256,
+            progress=False,
         )
+
+    peaks = _memory_peaks(fastas, run)
     import pyarrow.parquet as pq
 
     assert pq.ParquetFile(tmp_path / "many.parquet").metadata.num_rows == 3000

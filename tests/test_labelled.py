@@ -34,6 +34,7 @@ from dnalm.windows import SPLITS, hold_out_validation_genome
 NONTATA = SHARED_DATA / "genomic_benchmarks" / "human_nontata_promoters" / "test.csv"
 VIRAMINER = sorted((SHARED_DATA / "viraminer").glob("exp*.csv"))
 LABELS = ["0", "1"]
+FRACTIONS = {"labels": LABELS, "val_fraction": 0.2, "test_fraction": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -300,23 +301,21 @@ def fractions(series: pd.Series) -> pd.Series:
 
 
 def test_row_split_is_stratified_and_seeded(nontata):
-    split = assign_splits(nontata, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0)
+    split = assign_splits(nontata, **FRACTIONS, seed=0)
     overall = fractions(nontata["label"])
     for name, share in (("train", 0.6), ("val", 0.2), ("test", 0.2)):
         part = nontata[split == name]
         assert abs(len(part) / len(nontata) - share) < 0.01
         assert (fractions(part["label"]) - overall).abs().max() < 0.01
-    again = assign_splits(nontata, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0)
-    other = assign_splits(nontata, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=1)
+    again = assign_splits(nontata, **FRACTIONS, seed=0)
+    other = assign_splits(nontata, **FRACTIONS, seed=1)
     assert again.equals(split) and not other.equals(split)
 
 
 def test_viraminer_leave_one_experiment_out(viraminer):
     split = assign_splits(
         viraminer,
-        labels=LABELS,
-        val_fraction=0.2,
-        test_fraction=0.2,
+        **FRACTIONS,
         seed=0,
         test_groups=["exp13_2014_N1"],
     )
@@ -330,21 +329,19 @@ def test_viraminer_leave_one_experiment_out(viraminer):
     with pytest.raises(ValueError, match="the test split has no sequence labelled '1'"):
         assign_splits(
             viraminer,
-            labels=LABELS,
-            val_fraction=0.2,
-            test_fraction=0.2,
+            **FRACTIONS,
             seed=0,
             test_groups=["exp5_2014_D3"],
         )
     with pytest.raises(ValueError, match=r"test_groups \['exp99'\] are not groups"):
         assign_splits(
-            viraminer, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0,
+            viraminer, **FRACTIONS, seed=0,
             test_groups=["exp99"],
         )  # fmt: skip
 
 
 def test_drawn_group_split_keeps_groups_whole(viraminer):
-    split = assign_splits(viraminer, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=3)
+    split = assign_splits(viraminer, **FRACTIONS, seed=3)
     assert (split.groupby(viraminer["group"]).nunique() == 1).all()
     assert set(split) == set(SPLITS)
 
@@ -376,7 +373,7 @@ def test_too_few_sequences_of_a_label(tmp_path):
     path = tmp_path / "few.csv"
     path.write_text("seq,label\n" + "ACGT,0\n" * 10 + "ACGT,1\nACGA,1\n")
     with pytest.raises(ValueError, match="has no sequence labelled '1'"):
-        assign_splits(read_table(path), labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0)
+        assign_splits(read_table(path), **FRACTIONS, seed=0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -401,7 +398,7 @@ def test_group_split_property(sizes, seed):
     # groups holding each label: under 3, no split can give every split that label
     holding = {label: table.loc[table["label"] == label, "group"].nunique() for label in LABELS}
     try:
-        split = assign_splits(table, labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=seed)
+        split = assign_splits(table, **FRACTIONS, seed=seed)
     except ValueError as err:
         assert "every split needs every label" in str(err)
         # the error is only for splits that are impossible or nearly so, never a plain failure
@@ -458,9 +455,7 @@ def test_similarity_groups_refuse_what_pins_the_split(tmp_path, viraminer):
 
 
 def test_labelled_windows_schema(nontata):
-    out = labelled_windows(
-        nontata, task="nt", labels=LABELS, val_fraction=0.2, test_fraction=0.2, seed=0
-    )
+    out = labelled_windows(nontata, task="nt", **FRACTIONS, seed=0)
     assert sum(len(t) for t in out.values()) == len(nontata)
     for table in out.values():
         assert list(table.columns) == LABELLED_COLUMNS
@@ -475,9 +470,7 @@ def test_balance_cap_and_max_length(viraminer):
     out = labelled_windows(
         viraminer,
         task="vm",
-        labels=LABELS,
-        val_fraction=0.2,
-        test_fraction=0.2,
+        **FRACTIONS,
         seed=0,
         test_groups=["exp13_2014_N1"],
         balance="downsample",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, require_data
+from conftest import SHARED_DATA, require_data, write_genome
 
 from dnalm.audit import AuditSettings, audit_task
 from dnalm.fasta import normalise_fasta, read_fasta, record_lengths
@@ -61,15 +61,6 @@ SPEC = WindowSpec(length=256, stride=256, max_n_fraction=0.1)
 FRACTIONS = {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
 
 
-def _normalised(directory: Path, name: str, records: list[tuple[str, str]]) -> Path:
-    raw = directory / f"{name}.fa"
-    raw.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in records))
-    out = directory / f"{name}.fa.gz"
-    normalise_fasta(raw, out)
-    raw.unlink()
-    return out
-
-
 @pytest.fixture(scope="module")
 def isolates(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, dict[str, Path]]:
     """A sheet of real genomes: every isolate is a genome, plus each species' reference."""
@@ -92,11 +83,11 @@ def isolates(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, di
             if i == ISOLATES_PER_FILE:
                 break
             genome = f"{stem}.{i}"
-            paths[genome] = _normalised(tmp, genome, [(rid, seq)])
+            paths[genome] = write_genome(tmp, genome, [(rid, seq)])
             rows.append((genome, labels[species], species))
     for species, records in reference_records.items():
         genome = "ref." + species.replace(" ", "_")
-        paths[genome] = _normalised(tmp, genome, records)
+        paths[genome] = write_genome(tmp, genome, records)
         rows.append((genome, labels[species], species))
     return pd.DataFrame(rows, columns=["genome", "label", "group"]), paths
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake
+from conftest import micro_model, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +32,8 @@ def tiny_config(genomes: str, **overrides) -> dict:
         "pretrain_corpus": {"window": {"length": 256, "stride": 256, "max_n_fraction": 0.1}},
         "tokenizers": {"char": {"kind": "char"}},
         "models": {
-            "hyena-micro": {
-                "arch": "hyena",
-                "size": "micro",
-                "tokenizer": "char",
-                "max_seq_len": 256,
-            },
-            "gpt-micro": {"arch": "gpt", "size": "micro", "tokenizer": "char", "max_seq_len": 256},
+            "hyena-micro": micro_model(),
+            "gpt-micro": micro_model("gpt"),
         },
         "pretrain": {"steps": 20, "eval_sequences": 32, **TINY_TRAIN},
         "finetune": {"seeds": [0, 1], "steps": 20, "select_on": "loss", **TINY_TRAIN},
@@ -286,47 +281,30 @@ def test_real_genomes_beat_chance(tmp_path, shared_data):
     """Viral isolates (one species per group) vs bacterial, archaeal and human DNA."""
     viral = shared_data / "genomes/viral/nextclade_isolates"
     nonviral = shared_data / "genomes/nonviral"
+    sources = {
+        "virus": {
+            "zika": viral / "community__itps__zikav.fasta",
+            "hiv1": viral / "community__neherlab__hiv-1__hxb2.fasta",
+            "chikv": viral / "community__v-gen-lab__chikV__genotypes.fasta",
+            "denv2": viral / "community__v-gen-lab__dengue__denv2.fasta",
+            "hmpv": viral / "nextstrain__hmpv__all-clades__NC_039199.fasta",
+        },
+        "host": {
+            "ecoli": nonviral / "Ecoli_K12_MG1655_NC_000913.3.fna.gz",
+            "bsubtilis": nonviral / "Bsubtilis_168_NC_000964.3.fna.gz",
+            "mvoltae": nonviral / "Mvoltae_A3_NC_014222.1.fna.gz",
+            "human_chr2": nonviral / "Hsapiens_hg38_chr2_1-2333275.fa.gz",
+            "athaliana": nonviral / "Athaliana_1pct.fa.gz",
+        },
+    }
     sheet = [
-        {
-            "genome": name,
-            "label": "virus",
-            "group": name,
-            "source": str(viral / f),
-            "pretrain": "true",
-        }
-        for name, f in [
-            ("zika", "community__itps__zikav.fasta"),
-            ("hiv1", "community__neherlab__hiv-1__hxb2.fasta"),
-            ("chikv", "community__v-gen-lab__chikV__genotypes.fasta"),
-            ("denv2", "community__v-gen-lab__dengue__denv2.fasta"),
-            ("hmpv", "nextstrain__hmpv__all-clades__NC_039199.fasta"),
-        ]
-    ] + [
-        {
-            "genome": name,
-            "label": "host",
-            "group": name,
-            "source": str(nonviral / f),
-            "pretrain": "true",
-        }
-        for name, f in [
-            ("ecoli", "Ecoli_K12_MG1655_NC_000913.3.fna.gz"),
-            ("bsubtilis", "Bsubtilis_168_NC_000964.3.fna.gz"),
-            ("mvoltae", "Mvoltae_A3_NC_014222.1.fna.gz"),
-            ("human_chr2", "Hsapiens_hg38_chr2_1-2333275.fa.gz"),
-            ("athaliana", "Athaliana_1pct.fa.gz"),
-        ]
+        {"genome": name, "label": label, "group": name, "source": str(path), "pretrain": "true"}
+        for label, genomes in sources.items()
+        for name, path in genomes.items()
     ]
     config = tiny_config(
         "config/genomes.tsv",
-        models={
-            "hyena-micro": {
-                "arch": "hyena",
-                "size": "micro",
-                "tokenizer": "char",
-                "max_seq_len": 256,
-            }
-        },
+        models={"hyena-micro": micro_model()},
         predict={},
     )
     config["tasks"]["virus_vs_host"]["max_windows_per_genome"] = 150

@@ -218,6 +218,24 @@ def _traced_peak(fn) -> float:
         tracemalloc.stop()
 
 
+def _memory_inputs(tmp_path, rng):
+    """A model of 1,000-base windows, and the FASTAs of two 750 kbp records (few) and of 3,000
+    contigs of 500 bases (many), for the memory tests of predict and embed."""
+    model_dir = _save_model(
+        tmp_path / "model", max_seq_len=1024, window=1000, d_model=16, n_layer=1, d_inner=32
+    )
+    fastas = {}
+    for name, n, length in (("few", 2, 750_000), ("many", 3000, 500)):
+        records = [(f"c{i}", _random_dna(rng, length)) for i in range(n)]
+        fastas[name] = _write_fasta(tmp_path / f"{name}.fa", records)
+    return model_dir, fastas
+
+
+def _memory_peaks(fastas, run) -> dict[str, float]:
+    """The peak traced memory (MB) of `run(name, fasta)` for each FASTA of `_memory_inputs`."""
+    return {name: _traced_peak(lambda n=name, p=path: run(n, p)) for name, path in fastas.items()}
+
+
 def test_memory_stays_flat(tmp_path):
     """An 8 Mbp record held whole would alone take 8 MB as a string (and more as lines); the
     stream keeps one chunk, so its peak does not grow with the record. Many small records cost
@@ -231,32 +249,24 @@ def test_memory_stays_flat(tmp_path):
         )
     assert stream_peaks[1] < 7 and stream_peaks[1] < stream_peaks[0] + 0.5, stream_peaks
 
-    model_dir = _save_model(
-        tmp_path / "model", max_seq_len=1024, window=1000, d_model=16, n_layer=1, d_inner=32
-    )
+    model_dir, fastas = _memory_inputs(tmp_path, rng)
     model, tokenizer = load_classifier(model_dir, torch.device("cpu"))
-    few = _write_fasta(
-        tmp_path / "few.fa", [(f"c{i}", _random_dna(rng, 750_000)) for i in range(2)]
-    )
-    many = _write_fasta(
-        tmp_path / "many.fa", [(f"c{i}", _random_dna(rng, 500)) for i in range(3000)]
-    )
-    peaks = {}
-    for name, path in (("few", few), ("many", many)):
-        peaks[name] = _traced_peak(
-            lambda path=path, name=name: predict_fasta(
-                model,
-                tokenizer,
-                path,
-                tmp_path / f"{name}.tsv",
-                window=1000,
-                stride=1000,
-                batch_size=32,
-                out_windows=tmp_path / f"{name}.w.tsv",
-                out_bed=tmp_path / f"{name}.bed",
-                progress=False,
-            )
+
+    def run(name, path):
+        predict_fasta(
+            model,
+            tokenizer,
+            path,
+            tmp_path / f"{name}.tsv",
+            window=1000,
+            stride=1000,
+            batch_size=32,
+            out_windows=tmp_path / f"{name}.w.tsv",
+            out_bed=tmp_path / f"{name}.bed",
+            progress=False,
         )
+
+    peaks = _memory_peaks(fastas, run)
     assert len(pd.read_csv(tmp_path / "many.tsv", sep="\t")) == 3000
     assert max(peaks.values()) < 10, peaks
     assert peaks["many"] < 2 * peaks["few"] + 1, peaks

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import finetune_outputs
 from test_checkpoints import random_official_state, write_hf
 from test_training import _shard
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -146,12 +147,7 @@ def _finetune(tmp_path, published, init, freeze, name):
         "tokenizer": str(tokenizer),
         "shards": shards,
         "test_windows": str(tmp_path / "test.parquet"),
-        "outputs": {
-            "metrics": str(out / "metrics.json"),
-            "predictions": str(out / "predictions.tsv"),
-            "curve": str(out / "curve.tsv"),
-            "model": str(out / "model"),
-        },
+        "outputs": finetune_outputs(out),
         "data": {"source": {"format": "hf_dataset", "repo": "owner/gc"}},
         "threads": 1,
     }

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import finetune_outputs, micro_net, train_val_shards
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM
 
 from dnalm.corpus import tokenize_windows
 from dnalm.jobs import build_classifier, run_job
@@ -133,10 +134,7 @@ def test_bits_per_base_divides_by_bases_per_token(tmp_path, kind):
 def test_a_nan_validation_score_fails_naming_the_step(tmp_path):
     seqs, labels = gc_task(32, 0)
     tr = shard(tmp_path / "tr", seqs, labels)
-    torch.manual_seed(0)
-    clf = AutoModelForSequenceClassification.from_config(
-        model_config("gpt", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
-    )
+    clf = micro_net("clf", "gpt")
     with torch.no_grad():
         clf.score.bias.fill_(float("nan"))
     cfg = TrainConfig(steps=4, batch_size=8, lr=1e-3, eval_every=2)
@@ -170,14 +168,8 @@ def test_auto_selection_picks_auprc_for_an_imbalanced_task(tmp_path, caplog):
     assert auto_selection(np.array([0] * 80 + [1] * 20)) == "loss"  # 20% is not under 20%
     assert auto_selection(np.array([0] * 10 + [1] * 10 + [2] * 1)) == "loss"  # not binary
     seqs, labels = gc_task(96, 1, positive=0.1)
-    tr, va = (
-        shard(tmp_path / "tr", seqs[:64], labels[:64]),
-        shard(tmp_path / "va", seqs[64:], labels[64:]),
-    )
-    torch.manual_seed(0)
-    clf = AutoModelForSequenceClassification.from_config(
-        model_config("hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
-    )
+    tr, va = train_val_shards(tmp_path, seqs, labels, 64, shard)
+    clf = micro_net("clf")
     caplog.set_level("INFO", logger="dnalm")
     cfg = TrainConfig(steps=2, batch_size=8, lr=1e-3, eval_every=2)
     result = finetune_classifier(
@@ -191,14 +183,8 @@ def test_auto_selection_picks_auprc_for_an_imbalanced_task(tmp_path, caplog):
 @pytest.mark.parametrize("select_on", ["auroc", "mcc"])
 def test_selected_weights_give_the_recorded_val_scores(tmp_path, select_on):
     seqs, labels = gc_task(160, 2)
-    tr, va = (
-        shard(tmp_path / "tr", seqs[:120], labels[:120]),
-        shard(tmp_path / "va", seqs[120:], labels[120:]),
-    )
-    torch.manual_seed(0)
-    clf = AutoModelForSequenceClassification.from_config(
-        model_config("hyena", "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
-    )
+    tr, va = train_val_shards(tmp_path, seqs, labels, 120, shard)
+    clf = micro_net("clf")
     cfg = TrainConfig(steps=40, batch_size=16, lr=3e-3, eval_every=5)
     result = finetune_classifier(
         clf, tr, va, cfg, pad_id=4, device=CPU, curve_path=tmp_path / "c.tsv", select_on=select_on
@@ -254,12 +240,7 @@ def test_test_labels_never_influence_selection(tmp_path):
                     "test": str(tmp_path / f"test_{name}"),
                 },
                 "test_windows": str(tmp_path / f"test_{name}.parquet"),
-                "outputs": {
-                    "metrics": str(out / "metrics.json"),
-                    "predictions": str(out / "predictions.tsv"),
-                    "curve": str(out / "curve.tsv"),
-                    "model": str(out / "model"),
-                },
+                "outputs": finetune_outputs(out),
                 "threads": 1,
                 "log": None,
             },

@@ -36,17 +36,22 @@ def binary_case(rng, n=300, signal=1.0, ties=False):
     return truth, probs, probs.argmax(axis=1)
 
 
+def _assert_metrics_of_repeats(got, truth, probs, weights):
+    """Each row of weighted metrics equals the metrics of the examples repeated by weight."""
+    for row in range(len(weights)):
+        reps = weights[row].astype(int)
+        want = classification_metrics(np.repeat(truth, reps), np.repeat(probs, reps, axis=0))
+        for metric in METRICS:
+            assert math.isclose(got[metric][row], want[metric], abs_tol=1e-12), (metric, row)
+
+
 @pytest.mark.parametrize("ties", [False, True])
 def test_weighted_metrics_equal_metrics_of_repeated_examples(ties):
     rng = np.random.default_rng(3)
     truth, probs, pred = binary_case(rng, ties=ties)
     weights = rng.integers(0, 4, size=(5, len(truth))).astype(float)
     got = weighted_metrics(truth, probs, pred, weights)
-    for row in range(len(weights)):
-        reps = weights[row].astype(int)
-        want = classification_metrics(np.repeat(truth, reps), np.repeat(probs, reps, axis=0))
-        for metric in METRICS:
-            assert math.isclose(got[metric][row], want[metric], abs_tol=1e-12), (metric, row)
+    _assert_metrics_of_repeats(got, truth, probs, weights)
 
 
 def test_weighted_metrics_multiclass_match_classification_metrics():
@@ -59,11 +64,7 @@ def test_weighted_metrics_multiclass_match_classification_metrics():
     weights[:, :3] = 1  # keep the three classes present in every row
     truth[:3] = [0, 1, 2]
     got = weighted_metrics(truth, probs, probs.argmax(axis=1), weights)
-    for row in range(3):
-        reps = weights[row].astype(int)
-        want = classification_metrics(np.repeat(truth, reps), np.repeat(probs, reps, axis=0))
-        for metric in METRICS:
-            assert math.isclose(got[metric][row], want[metric], abs_tol=1e-12), (metric, row)
+    _assert_metrics_of_repeats(got, truth, probs, weights)
 
 
 def test_resample_weights_draw_whole_units_within_strata():

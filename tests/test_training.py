@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import micro_net, train_val_shards
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from dnalm.models import model_config
+from dnalm.models import make_optimizer, model_config
 from dnalm.shards import TokenShard, write_meta, write_shard
 from dnalm.tokenization import (
     char_tokenizer,
@@ -21,7 +22,6 @@ from dnalm.training import (
     class_weights,
     finetune_classifier,
     learning_rate,
-    make_optimizer,
     pretrain_lm,
     resolve_steps,
     train_length,
@@ -108,18 +108,12 @@ def _lm_shard(path, n=24, seed=0):
     return _shard(path, seqs, [-1] * n)
 
 
-def _micro_lm(arch="hyena"):
-    torch.manual_seed(0)
-    cfg = model_config(arch, "micro", vocab_size=12, pad_token_id=4, max_seq_len=64)
-    return AutoModelForCausalLM.from_config(cfg)
-
-
 def test_gradient_accumulation_equals_the_large_batch(tmp_path):
     """4 rows x 2 passes and 8 rows x 1 pass draw the same rows and take the same steps."""
     lm = _lm_shard(tmp_path / "lm")
     runs = {}
     for accum in (1, 2):
-        model = _micro_lm()
+        model = micro_net("lm")
         cfg = TrainConfig(
             steps=4, batch_size=8 // accum, grad_accum_steps=accum, lr=3e-3, eval_every=2
         )
@@ -136,7 +130,7 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_path):
 
 
 def test_weight_decay_skips_norms_biases_and_hyena_filters():
-    model = _micro_lm("hyena")
+    model = micro_net("lm")
     opt = make_optimizer(model, TrainConfig(steps=1, batch_size=1, lr=1e-3, weight_decay=0.1))
     names = {id(p): n for n, p in model.named_parameters()}
     decay, plain = ({names[id(p)] for p in g["params"]} for g in opt.param_groups)
@@ -155,7 +149,7 @@ def test_token_budget_and_sequence_length_warmup(tmp_path):
     assert [train_length(s, warm, 40) for s in (0, 9, 10, 19, 20, 39)] == [8, 8, 16, 16, 40, 40]
     lm = _lm_shard(tmp_path / "lm")
     summary = pretrain_lm(
-        _micro_lm("gpt"),
+        micro_net("lm", "gpt"),
         lm,
         lm,
         TrainConfig(batch_size=4, lr=1e-3, tokens=600, seq_len_warmup={"start": 8, "stages": 1}),
@@ -185,14 +179,8 @@ def test_class_weights_and_early_stopping(tmp_path):
     assert class_weights(np.array([0, 1]), 2, "none").tolist() == [1.0, 1.0]
     rng = np.random.default_rng(0)
     seqs, labels = _gc_task(rng, 48)
-    tr, va = (
-        _shard(tmp_path / "tr", seqs[:32], labels[:32]),
-        _shard(tmp_path / "va", seqs[32:], labels[32:]),
-    )
-    torch.manual_seed(0)
-    clf = AutoModelForSequenceClassification.from_config(
-        model_config("gpt", "micro", vocab_size=12, pad_token_id=4, max_seq_len=128)
-    )
+    tr, va = train_val_shards(tmp_path, seqs, labels, 32, _shard)
+    clf = micro_net("clf", "gpt", max_seq_len=128)
     # lr 0: validation never improves after the first pass, so patience 2 stops at step 6
     cfg = TrainConfig(steps=40, batch_size=8, lr=1e-30, eval_every=2, patience=2)
     result = finetune_classifier(

@@ -110,16 +110,14 @@ def _assignment(sheet):
     return dict(zip(table["group"], table["split"], strict=True))
 
 
+def _group_windows(sheet, paths, spec, **options):
+    """`task_windows` of the sheet's genomes, split by group (`_assignment`)."""
+    return task_windows(sheet, paths, spec, assignment=_assignment(sheet), seed=0, **options)
+
+
 def test_task_windows_split_by_group(tiny_genomes):
     sheet, paths = tiny_genomes
-    splits = task_windows(
-        sheet,
-        paths,
-        WindowSpec(256, 128),
-        assignment=_assignment(sheet),
-        seed=0,
-        labels=["host", "virus"],
-    )
+    splits = _group_windows(sheet, paths, WindowSpec(256, 128), labels=["host", "virus"])
     seen = {}
     for split, df in splits.items():
         assert set(df["label"]) == {"host", "virus"}
@@ -133,14 +131,8 @@ def test_task_windows_split_by_group(tiny_genomes):
 
 def test_downsample_and_cap(tiny_genomes):
     sheet, paths = tiny_genomes
-    splits = task_windows(
-        sheet,
-        paths,
-        WindowSpec(100, 50),
-        assignment=_assignment(sheet),
-        seed=0,
-        max_windows_per_genome=20,
-        balance="downsample",
+    splits = _group_windows(
+        sheet, paths, WindowSpec(100, 50), max_windows_per_genome=20, balance="downsample"
     )
     assert splits["train"].groupby("genome").size().max() <= 20
     train_counts = splits["train"]["label"].value_counts()
@@ -150,9 +142,7 @@ def test_downsample_and_cap(tiny_genomes):
 def test_window_longer_than_every_genome(tiny_genomes):
     sheet, paths = tiny_genomes
     with pytest.raises(ValueError, match="no window of length 100000 fits any genome"):
-        task_windows(
-            sheet, paths, WindowSpec(100000, 100000), assignment=_assignment(sheet), seed=0
-        )
+        _group_windows(sheet, paths, WindowSpec(100000, 100000))
 
 
 def test_tokenized_windows_match_sequence(tmp_path):
@@ -434,7 +424,7 @@ def test_task_windows_split_by_chromosome(tiny_genomes):
     assert (sides.set_index(["genome", "chrom"]).index.map(expected) == sides["split"]).all()
     assert set(sides["group"]) == set(table["group"])  # a window's group is its chromosome unit
     # the same windows as a group split, only placed by chromosome
-    whole = task_windows(sheet, paths, spec, assignment=_assignment(sheet), seed=0)
+    whole = _group_windows(sheet, paths, spec)
     key = ["genome", "chrom", "start"]
     assert sorted(map(tuple, sides[key].to_numpy())) == sorted(
         map(tuple, pd.concat(whole.values())[key].to_numpy())

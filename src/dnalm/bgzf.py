@@ -21,6 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from dnalm.files import CommitOrAbort
+
 __all__ = ["BLOCK_INPUT", "DEFAULT_LEVEL", "BgzfWriter", "compress_block"]
 
 BLOCK_INPUT = 0xFF00  # htslib's BGZF_BLOCK_SIZE: input bytes per block
@@ -43,7 +45,7 @@ def compress_block(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
     return header + body + _FOOTER.pack(zlib.crc32(data), len(data))
 
 
-class BgzfWriter:
+class BgzfWriter(CommitOrAbort):
     """A binary sink that writes BGZF to `fh`, compressing blocks on `threads` threads.
 
     `write_gzi` saves where every block starts as the `.gzi` that htslib's `bgzf_index_dump`
@@ -120,6 +122,8 @@ class BgzfWriter:
         finally:
             self._shutdown()
 
+    commit = close  # the end of a clean `with` block
+
     def abort(self) -> None:
         """Stop without finishing the file (the caller discards it)."""
         self._pending.clear()
@@ -137,12 +141,3 @@ class BgzfWriter:
         with open(path, "wb") as out:
             out.write(struct.pack("<Q", len(entries)))
             out.write(b"".join(struct.pack("<QQ", c, u) for c, u in entries))
-
-    def __enter__(self) -> BgzfWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dnalm.metrics import METRICS
+from dnalm.metrics import METRICS, MODEL_COLUMNS
 from dnalm.statistics import (
     LEVEL,
     Scorer,
@@ -400,25 +400,19 @@ def _with_holm(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _stats_of(runs: pd.DataFrame, metric: str) -> tuple[float, float]:
-    values = runs[metric].to_numpy(dtype=float)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
+def _described(task: str, model: str, runs: pd.DataFrame, metric: str, /, **sides) -> dict:
+    """The columns naming a compared model, and the mean and SD over seeds of each side."""
+    row = {"task": task, "model": model, "arch": runs["arch"].iat[0], "size": runs["size"].iat[0]}
+    row["params"] = int(runs["params"].iat[0])
+    for side, of in sides.items():
+        values = of[metric].to_numpy(dtype=float)
+        row[f"{side}_mean"] = float(values.mean())
+        row[f"{side}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    return row
 
 
-EFFECT_COLUMNS = [
-    "task",
-    "model",
-    "arch",
-    "size",
-    "params",
-    "metric",
-    "a",
-    "b",
-    "n_pairs",
-    "a_mean",
-    "a_sd",
-    "b_mean",
-    "b_sd",
+# the statistics of one comparison (`Study.compare`), after its sides' columns
+STATISTICS_COLUMNS = [
     "difference",
     "ci95_low",
     "ci95_high",
@@ -435,6 +429,20 @@ EFFECT_COLUMNS = [
 ]
 
 
+EFFECT_COLUMNS = [
+    *MODEL_COLUMNS,
+    "metric",
+    "a",
+    "b",
+    "n_pairs",
+    "a_mean",
+    "a_sd",
+    "b_mean",
+    "b_sd",
+    *STATISTICS_COLUMNS,
+]
+
+
 def pretrain_effect(study: Study) -> pd.DataFrame:
     """Per task, model and metric, every pair of inits present: a - b (a earlier in
     INIT_ORDER: published - pretrained - scratch), paired by seed and test example."""
@@ -445,24 +453,8 @@ def pretrain_effect(study: Study) -> pd.DataFrame:
         for a, b in itertools.combinations(inits, 2):
             ra, rb = grp[grp["init"] == a], grp[grp["init"] == b]
             for row in study.compare(task, ra, rb):
-                a_mean, a_sd = _stats_of(ra, row["metric"])
-                b_mean, b_sd = _stats_of(rb, row["metric"])
-                rows.append(
-                    {
-                        "task": task,
-                        "model": model,
-                        "arch": grp["arch"].iat[0],
-                        "size": grp["size"].iat[0],
-                        "params": int(grp["params"].iat[0]),
-                        "a": a,
-                        "b": b,
-                        "a_mean": a_mean,
-                        "a_sd": a_sd,
-                        "b_mean": b_mean,
-                        "b_sd": b_sd,
-                        **row,
-                    }
-                )
+                sides = _described(task, model, grp, row["metric"], a=ra, b=rb)
+                rows.append(sides | {"a": a, "b": b} | row)
     table = _with_holm(pd.DataFrame(rows, columns=[c for c in EFFECT_COLUMNS if c != "holm_p"]))
     return table[EFFECT_COLUMNS]
 
@@ -489,11 +481,7 @@ def best_by_validation(runs: pd.DataFrame) -> str | None:
 
 
 VS_BASELINE_COLUMNS = [
-    "task",
-    "model",
-    "arch",
-    "size",
-    "params",
+    *MODEL_COLUMNS,
     "init",
     "baseline",
     "metric",
@@ -502,19 +490,7 @@ VS_BASELINE_COLUMNS = [
     "model_sd",
     "baseline_mean",
     "baseline_sd",
-    "difference",
-    "ci95_low",
-    "ci95_high",
-    "t_ci95_low",
-    "t_ci95_high",
-    "t_test_p",
-    "delong_p",
-    "permutation_p",
-    "holm_of",
-    "holm_p",
-    "unit",
-    "n_units",
-    "note",
+    *STATISTICS_COLUMNS,
 ]
 
 
@@ -530,24 +506,8 @@ def vs_baseline(study: Study) -> pd.DataFrame:
         models = grp[grp["init"] != BASELINE]
         for (model, init), part in models.groupby(["model", "init"], sort=True):
             for row in study.compare(task, part, base):
-                m_mean, m_sd = _stats_of(part, row["metric"])
-                b_mean, b_sd = _stats_of(base, row["metric"])
-                rows.append(
-                    {
-                        "task": task,
-                        "model": model,
-                        "arch": part["arch"].iat[0],
-                        "size": part["size"].iat[0],
-                        "params": int(part["params"].iat[0]),
-                        "init": init,
-                        "baseline": best,
-                        "model_mean": m_mean,
-                        "model_sd": m_sd,
-                        "baseline_mean": b_mean,
-                        "baseline_sd": b_sd,
-                        **row,
-                    }
-                )
+                sides = _described(task, model, part, row["metric"], model=part, baseline=base)
+                rows.append(sides | {"init": init, "baseline": best} | row)
     columns = [c for c in VS_BASELINE_COLUMNS if c != "holm_p"]
     table = _with_holm(pd.DataFrame(rows, columns=columns))
     return table[VS_BASELINE_COLUMNS]

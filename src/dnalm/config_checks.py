@@ -9,6 +9,7 @@ the tests import this module; it imports only dnalm's data modules.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 from dnalm.fasta import is_gzip, record_lengths
 from dnalm.hub import HubError, parse_init_from
 from dnalm.hyenadna_config import CheckpointError, check_entry, check_entry_settings
-from dnalm.labelled import source_paths
+from dnalm.labelled import hub_datasets, labelled_downloads, source_paths
 from dnalm.model_sizes import MODEL_SIZES
 from dnalm.simulate import parse_simulated_source
 from dnalm.sources import parse_source
@@ -42,8 +43,12 @@ __all__ = [
     "published_models",
     "read_genome_sheet",
     "task_genomes",
+    "BENCHMARKS",
     "acquired_genomes",
+    "baseline_runs",
+    "benchmark_files",
     "benchmark_references",
+    "finetune_runs",
     "genomic_benchmark_datasets",
     "task_labels",
     "task_split_by",
@@ -483,3 +488,105 @@ def acquired_genomes(config: Mapping[str, Any], sheet: pd.DataFrame) -> list[str
             if parts[:2] == ("resources", "genomes") and ref.endswith(".fa.gz"):
                 genomes.add(parts[2].removesuffix(".fa.gz"))
     return sorted(genomes)
+
+
+# ---- the runs and benchmark files of the default target ---------------------------------------
+
+SPLITS = ["train", "val", "test"]
+CORPUS_SPLITS = ["train", "val"]
+# Every rule's `benchmark:`, which benchmark_files collects for provenance (the rule is the
+# folder under results/benchmarks/); provenance has none: it would be written after that job.
+BENCHMARKS = {
+    name: f"results/benchmarks/{name}/{wildcards}.tsv"
+    for name, wildcards in {
+        "acquire_genome": "{genome}",
+        "download_labelled": "{digest}/{name}",
+        "fetch_checkpoint": "{model}",
+        "fetch_dataset": "{hub_dataset}",
+        "genomic_benchmark": "{dataset}",
+        "simulate_sample": "{sample}",
+        "split_groups": "{task}",
+        "task_windows": "{task}",
+        "labelled_windows": "{task}",
+        "pretrain_windows": "pretrain",
+        "audit": "{task}",
+        "build_tokenizer": "{tokenizer}",
+        "tokenize": "{tokenizer}/{corpus}/{split}",
+        "pretrain": "{model}",
+        "finetune": "{task}/{model}/{init}/seed{seed}",
+        "baseline": "{task}/{baseline}/seed{seed}",
+        "aggregate": "aggregate",
+        "predict": "{sample}",
+    }.items()
+}
+
+
+def expand(pattern: str, **values: str | Iterable[Any]) -> list[str]:
+    """Snakemake's `expand`: `pattern` filled with every combination (a string is one value)."""
+    lists = [[v] if isinstance(v, str) else list(v) for v in values.values()]
+    return [pattern.format(**dict(zip(values, c, strict=True))) for c in itertools.product(*lists)]
+
+
+def finetune_runs(config: Mapping[str, Any], path: str) -> list[str]:
+    """`path` for every fine-tuning run: task x model x the model's inits x seed."""
+    seeds = [int(s) for s in config["finetune"]["seeds"]]
+    return [
+        path.format(task=t, model=m, init=i, seed=s)
+        for t in config["tasks"]
+        for m in config["models"]
+        for i in model_inits(config, m)
+        for s in seeds
+    ]
+
+
+def baseline_runs(config: Mapping[str, Any], path: str) -> list[str]:
+    """`path` for every task's baselines (tasks.<task>.baselines), one run per seed."""
+    tasks, seeds = config["tasks"], [int(s) for s in config["finetune"]["seeds"]]
+    return [
+        path.format(task=t, baseline=b, seed=s)
+        for t in tasks
+        for b in tasks[t]["baselines"]
+        for s in seeds
+    ]
+
+
+def benchmark_files(config: Mapping[str, Any], sheet: pd.DataFrame) -> list[str]:
+    """The benchmark file of every job the default target runs, but provenance's own."""
+    b, tasks, models = BENCHMARKS, config["tasks"], config["models"]
+    labelled = labelled_tasks(config)
+    genome_tasks = [t for t in tasks if t not in labelled]
+    tokenizers = sorted({models[m]["tokenizer"] for m in models})
+    pretrained = pretrained_models(config)
+    samples = config.get("predict", {}).get("samples", {})
+    return [
+        *expand(b["acquire_genome"], genome=acquired_genomes(config, sheet)),
+        *(
+            b["download_labelled"].format(digest=Path(p).parent.name, name=Path(p).name)
+            for p in labelled_downloads(tasks)
+        ),
+        *expand(b["fetch_checkpoint"], model=published_models(config)),
+        *expand(b["fetch_dataset"], hub_dataset=[Path(d).name for d in hub_datasets(tasks)]),
+        *expand(b["genomic_benchmark"], dataset=genomic_benchmark_datasets(config)),
+        *expand(
+            b["simulate_sample"],
+            sample=[s for s in samples if parse_source(samples[s]).kind != "local"],
+        ),
+        *expand(b["split_groups"], task=genome_tasks),
+        *expand(b["task_windows"], task=genome_tasks),
+        *expand(b["labelled_windows"], task=labelled),
+        *([b["pretrain_windows"]] if pretraining_needed(config) else []),
+        *expand(b["audit"], task=tasks),
+        *expand(b["build_tokenizer"], tokenizer=tokenizers),
+        *expand(
+            b["tokenize"],
+            tokenizer=sorted({models[m]["tokenizer"] for m in pretrained}),
+            corpus="pretrain",
+            split=CORPUS_SPLITS,
+        ),
+        *expand(b["tokenize"], tokenizer=tokenizers, corpus=tasks, split=SPLITS),
+        *expand(b["pretrain"], model=pretrained),
+        *finetune_runs(config, b["finetune"]),
+        *baseline_runs(config, b["baseline"]),
+        b["aggregate"],
+        *expand(b["predict"], sample=samples),
+    ]

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 
 def temporary_sibling(path: str | os.PathLike[str], directory: bool = False) -> Path:
@@ -106,3 +106,17 @@ def write_parquet(path: str | os.PathLike[str], frame: Any) -> None:
     """A whole parquet table from a pandas DataFrame, without its index."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+class CommitOrAbort:
+    """A streaming writer as a context manager: a block that ends cleanly calls the writer's
+    `commit()` (the output is complete), one that raises its `abort()` (nothing is kept)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import re
@@ -41,12 +42,14 @@ __all__ = [
     "HubError",
     "Snapshot",
     "copy_files",
+    "describe_source",
     "download_snapshot",
     "fetch_checkpoint",
     "fetch_dataset",
     "git_blob_sha1",
     "is_hub_id",
     "parse_init_from",
+    "read_source_record",
     "resolve_model_dir",
     "sha256_file",
 ]
@@ -330,6 +333,19 @@ def copy_files(
             shutil.copyfile(root / name, target)  # follows the cache's symlinks
         write_json(tmp / SOURCE_RECORD, record)
     return dest
+
+
+def read_source_record(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The `source.json` of a fetched checkpoint or dataset (None where there is none)."""
+    record = Path(directory) / SOURCE_RECORD
+    return json.loads(record.read_text()) if record.exists() else None
+
+
+def describe_source(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """A fetched checkpoint for a summary: repo and commit (or local path) and its directory."""
+    record = read_source_record(directory)
+    source = {"source": "local"} if record is None else record
+    return {k: v for k, v in source.items() if k != "files"} | {"dir": str(directory)}
 
 
 def _local_files(root: Path, patterns: Sequence[str]) -> list[str]:

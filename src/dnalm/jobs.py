@@ -155,6 +155,7 @@ class Job:
 def setup_job(params: dict[str, Any], log: logging.Logger, **fingerprint: Any) -> Job:
     """Tokenizer, shards, training settings, the complement map for reverse-complement
     augmentation, and the resumable state (when the job names a checkpoint directory)."""
+    from dnalm.checkpointing import job_checkpoint
     from dnalm.shards import TokenShard, check_shard_tokenizer
     from dnalm.tokenization import complement_ids, load_tokenizer
     from dnalm.training import TrainConfig
@@ -165,20 +166,9 @@ def setup_job(params: dict[str, Any], log: logging.Logger, **fingerprint: Any) -
         check_shard_tokenizer(shard, tokenizer)
     cfg = TrainConfig(**params["train"])
     complement = complement_ids(tokenizer) if cfg.rc_augment > 0 else None
-    checkpoint = _checkpoint(params, cfg, log, **fingerprint)
+    checkpoint = job_checkpoint(params, cfg, log, **fingerprint)
     spec = params["model"] | {"size": model_size(params["model"], params)}
     return Job(spec, tokenizer, shards, cfg, complement, checkpoint)
-
-
-def published_source(params: dict[str, Any]) -> dict | None:
-    """What the model's fetched checkpoint is (`source.json`: repo and commit, or local path)."""
-    if not params.get("published"):
-        return None
-    from dnalm.hub import SOURCE_RECORD
-
-    record = Path(params["published"]) / SOURCE_RECORD
-    source = json.loads(record.read_text()) if record.exists() else {"source": "local"}
-    return {k: v for k, v in source.items() if k != "files"} | {"dir": str(params["published"])}
 
 
 def check_published(params: dict[str, Any], tokenizer) -> None:
@@ -201,6 +191,7 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     from transformers import AutoModelForCausalLM
 
     from dnalm import distributed
+    from dnalm.hub import describe_source
     from dnalm.model_dir import write_model_card
     from dnalm.models import config_for, entry_overrides, load_hyenadna
     from dnalm.training import pretrain_lm
@@ -233,7 +224,7 @@ def pretrain_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     summary |= {"threads": threads, "train": job.cfg.as_dict(), "start": start}
     summary |= {"train_windows": len(train), "val_windows": len(val)}
     if params.get("published"):
-        summary["published"] = published_source(params)
+        summary["published"] = describe_source(params["published"])
     write_model_card(outputs["dir"], summary)
     write_json(outputs["summary"], summary)
     if job.checkpoint:
@@ -301,6 +292,7 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
     """Train one classifier (published, pretrained or scratch init), select on val, score test
     once; with `freeze_backbone`, only the head trains (a linear probe)."""
     from dnalm import distributed
+    from dnalm.hub import describe_source
     from dnalm.models import count_parameters, freeze_backbone
     from dnalm.training import finetune_classifier, predict_proba
 
@@ -336,7 +328,7 @@ def finetune_job(params: dict[str, Any], device, threads: int, log: logging.Logg
         | {"window_length": int(shards["train"].meta["window_length"])}
     )
     if params.get("published"):
-        metrics["published"] = published_source(params)
+        metrics["published"] = describe_source(params["published"])
     write_finetune_outputs(params, model, job, labels, probs, metrics)
     write_json(params["outputs"]["metrics"], metrics)
     if job.checkpoint:
@@ -377,33 +369,6 @@ def write_finetune_outputs(
 
 
 JOBS: dict[str, Callable[..., None]] = {"pretrain": pretrain_job, "finetune": finetune_job}
-
-
-def _checkpoint(params: dict[str, Any], cfg, log: logging.Logger, **extra: Any):
-    """The job's resumable state, when it names a `checkpoint` directory (else None).
-
-    Its fingerprint is the training settings plus everything else the result depends on: the
-    model, the tokenizer and the content of the shards and of the starting weights, so a changed
-    input (even a genome of the same size) never resumes old state.
-    """
-    if not params.get("checkpoint"):
-        return None
-    from dnalm.fasta import file_checksum
-    from dnalm.shards import shard_digest
-    from dnalm.training import Checkpoint, fingerprint
-
-    shards = {split: shard_digest(prefix) for split, prefix in params["shards"].items()}
-    extra |= {"model": params["model"], "tokenizer": str(params["tokenizer"]), "shards": shards}
-    if params.get("pretrained"):
-        weights = Path(params["pretrained"]) / "model.safetensors"
-        extra["pretrained"] = file_checksum(weights, "sha256")
-    if params.get("published"):
-        from dnalm.hub import SOURCE_RECORD
-
-        record = Path(params["published"]) / SOURCE_RECORD
-        extra["published"] = json.loads(record.read_text()) if record.exists() else None
-        extra["start"] = params.get("start")
-    return Checkpoint(params["checkpoint"], fingerprint(cfg, **extra), log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ import numpy as np
 from sklearn import metrics as skm
 
 METRICS = ("accuracy", "mcc", "f1", "auroc", "auprc")
+# the columns that name a trained model in the run and comparison tables
+MODEL_COLUMNS = ["task", "model", "arch", "size", "params"]
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from dnalm.files import temporary_sibling, write_json
+from dnalm.files import CommitOrAbort, temporary_sibling, write_json
 
 INDEX_DTYPE = np.dtype([("offset", "<i8"), ("length", "<i4"), ("label", "<i4")])
 FORMAT = 2
@@ -107,7 +107,7 @@ class _BlockChecksums:
         return self.done
 
 
-class ShardWriter:
+class ShardWriter(CommitOrAbort):
     """Append sequences to a shard without holding them in memory.
 
     Token ids go straight to the .bin (checksummed block by block as they pass); index rows are
@@ -149,15 +149,6 @@ class ShardWriter:
         self._bin = open(self._tmp["bin"], "wb")  # noqa: SIM115
         self._index = open(self._tmp["idx"], "wb")  # noqa: SIM115
         self._index.write(_index_header(0))  # rewritten with the count on commit
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
     def _write_ids(self, ids: np.ndarray) -> int:
         """Append ids to the .bin; returns the offset of the first."""

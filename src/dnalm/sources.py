@@ -33,6 +33,15 @@ from urllib.parse import parse_qsl
 
 METAGENOME_DEFAULTS = {"seed": 0, "contigs": 40, "min_length": 300, "max_length": 20000}
 DOWNLOAD_KINDS = ("url", "ncbi", "assembly", "refseq", "ucsc")
+# The acquire config keys that change what a download source yields (the acquire rule's params);
+# transfer settings (retries, timeout, cache folder) change nothing and are read by the script.
+SOURCE_URL_KEYS = {
+    "url": [],
+    "ncbi": ["ncbi_eutils_url"],
+    "assembly": ["ncbi_datasets_url"],
+    "refseq": ["refseq_viral_url"],
+    "ucsc": ["ucsc_url"],
+}
 URL_SCHEMES = ("http", "https", "ftp")
 UCSC_URL = "https://hgdownload.soe.ucsc.edu/goldenPath"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -16,14 +16,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dnalm.files import atomic_path, write_text, write_tsv
-from dnalm.metrics import METRICS  # noqa: E402
+from dnalm.metrics import METRICS, MODEL_COLUMNS  # noqa: E402
 
 RUN_COLUMNS = [
-    "task",
-    "model",
-    "arch",
-    "size",
-    "params",
+    *MODEL_COLUMNS,
     "init",
     "seed",
     *METRICS,

@@ -17,7 +17,6 @@ main rank writes curves and logs progress.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import signal
@@ -31,8 +30,9 @@ import numpy as np
 import torch
 
 from dnalm import distributed
-from dnalm.files import atomic_path
+from dnalm.checkpointing import Checkpoint
 from dnalm.metrics import METRICS, auto_selection, classification_metrics
+from dnalm.models import make_optimizer
 from dnalm.runtime import autocast
 from dnalm.shards import TokenShard
 from dnalm.tokenization import reverse_complement_rows
@@ -66,12 +66,6 @@ class TrainConfig:
     def global_batch(self) -> int:
         """Rows per optimiser step: `batch_size` rows per forward pass, `grad_accum_steps` passes."""
         return self.batch_size * self.grad_accum_steps
-
-
-# Settings that change how often a run reports or saves, not what it computes: a checkpoint
-# written under other values of these is still resumed.
-NOT_IN_FINGERPRINT = ("checkpoint_every", "log_every")
-CHECKPOINT_FORMAT = 2  # the layout of a checkpoint's bookkeeping: an older one is not resumed
 
 
 def check_config(cfg: TrainConfig, world: int = 1) -> None:
@@ -142,25 +136,6 @@ def train_length(step: int, cfg: TrainConfig, full: int) -> int:
         return full
     stage = step * int(w["stages"]) // warm
     return min(full, int(w["start"]) * 2**stage)
-
-
-def no_decay(name: str, param: torch.nn.Parameter) -> bool:
-    """Norms, biases (every parameter under 2-d) and Hyena's implicit filters skip weight decay.
-
-    The filter MLP, its positional encoding and modulation (`filter_fn`) define long
-    convolution kernels; HyenaDNA trains them without weight decay, like norms and biases.
-    """
-    return param.dim() < 2 or "filter_fn" in name
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only (see `no_decay`)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
 
 
 class BatchSampler:
@@ -258,69 +233,6 @@ class CurveWriter:
             self.handle.close()
 
 
-class Checkpoint:
-    """A run's resumable state in one file, outside Snakemake's outputs.
-
-    Model and optimiser tensors, the torch RNG states, the objective's tensors and, as JSON, the
-    step, the loop's bookkeeping and the fingerprint (the settings and inputs it was written
-    under). Written whole by the main rank, read with `weights_only=True` by every rank; one whose
-    fingerprint differs from the current run's is ignored and later overwritten.
-    """
-
-    def __init__(self, directory: str | Path, fingerprint: dict, log: Logger | None = None):
-        self.path = Path(directory) / "checkpoint.pt"
-        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-        self.log = log or getLogger("dnalm")
-
-    def load(self) -> dict | None:
-        """The saved state if it belongs to this run, else None (and why, in the log)."""
-        if not self.path.exists():
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            state["meta"] = json.loads(state["meta"])
-        except Exception as err:  # a foreign or damaged file: start afresh, say so
-            self.log.warning("checkpoint %s is unreadable (%s): starting afresh", self.path, err)
-            return None
-        if state["meta"].get("fingerprint") != self.fingerprint:
-            self.log.info(
-                "checkpoint %s was written with other training parameters or inputs: ignoring "
-                "it (it will be overwritten)",
-                self.path,
-            )
-            return None
-        self.log.info("resuming from checkpoint %s at step %d", self.path, state["meta"]["step"])
-        return state
-
-    def save(self, step: int, model, opt, meta: dict, tensors: dict) -> None:
-        if not distributed.is_main():
-            return
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        state = {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(),
-            "rng": rng,
-            "tensors": tensors,
-            "meta": json.dumps({**meta, "step": step, "fingerprint": self.fingerprint}),
-        }
-        with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
-        self.log.info("checkpoint at step %d: %s", step, self.path)
-
-    def remove(self) -> None:
-        """Called once the run's outputs are written: nothing is left to resume."""
-        if distributed.is_main():
-            self.path.unlink(missing_ok=True)
-
-
-def fingerprint(cfg: TrainConfig, **extra) -> dict:
-    """What a run's result depends on: its settings (less reporting ones) and the caller's."""
-    settings = {k: v for k, v in cfg.as_dict().items() if k not in NOT_IN_FINGERPRINT}
-    return {"format": CHECKPOINT_FORMAT, "train": settings, **extra}
-
-
 def finite(value: float, what: str, step: int) -> float:
     """A validation score that selection can trust; NaN or infinity stops the job."""
     if not math.isfinite(value):
@@ -381,11 +293,7 @@ def train(
     saved = checkpoint.load() if checkpoint else None
     meta = saved["meta"] if saved else {"step": 0, "seconds": 0.0, "running": []}
     if saved:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if "cuda" in saved["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        checkpoint.restore(saved, model, opt)
         objective.state, objective.tensors = meta["objective"], saved["tensors"]
     net = distributed.wrap_model(model, device)
     columns = ["step", "lr", "train_loss", *objective.columns, "seconds"]

@@ -8,13 +8,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dnalm import config_checks
-from dnalm.config_checks import ConfigError
+from dnalm.config_checks import BENCHMARKS, CORPUS_SPLITS, SPLITS, ConfigError
 from dnalm.hub import CHECKPOINT_PATTERNS, parse_init_from
 from dnalm.labelled import hub_datasets, labelled_downloads, source_paths
-from dnalm.sources import parse_source
-
-SPLITS = ["train", "val", "test"]
-CORPUS_SPLITS = ["train", "val"]
+from dnalm.sources import SOURCE_URL_KEYS, parse_source
 
 
 def at_parse_time(check, *args):
@@ -40,7 +37,6 @@ LABELLED_DOWNLOADS = labelled_downloads(config["tasks"])
 GENOME_TASKS = [t for t in TASKS if t not in LABELLED_TASKS]
 MODELS = config["models"]
 TOKENIZERS = config["tokenizers"]
-SEEDS = [int(s) for s in config["finetune"]["seeds"]]
 PREDICT = config.get("predict", {})
 SAMPLES = PREDICT.get("samples", {})
 at_parse_time(config_checks.check_config, config, GENOMES)
@@ -52,7 +48,6 @@ INITS = list(config["finetune"]["inits"])
 # models with a published checkpoint (init_from), fetched by fetch_checkpoint; models pretrained
 PUBLISHED = config_checks.published_models(config)
 PRETRAINED = config_checks.pretrained_models(config)
-PRETRAINING = config_checks.pretraining_needed(config)
 # Hub datasets of labelled tasks: resources/hub_datasets/<dir> -> repo, revision, file patterns
 HUB_DATASETS = hub_datasets(config["tasks"])
 
@@ -123,17 +118,6 @@ def genome_paths(genomes):
 def local_source(wildcards):
     row = GENOMES.loc[wildcards.genome]
     return [row["source"]] if row["kind"] == "local" else []
-
-
-# acquire: config keys that change what a download source yields; transfer settings (retries,
-# timeout, cache folder) are read by the script from the config, so changing them reruns nothing.
-SOURCE_URL_KEYS = {
-    "url": [],
-    "ncbi": ["ncbi_eutils_url"],
-    "assembly": ["ncbi_datasets_url"],
-    "refseq": ["refseq_viral_url"],
-    "ucsc": ["ucsc_url"],
-}
 
 
 def source_urls(wildcards):
@@ -278,100 +262,21 @@ def all_runs(
     path=os.path.join(run_dir("{task}", "{model}", "{init}", "{seed}"), "metrics.json")
 ):
     """Every fine-tuning run: task x model x the model's inits x seed."""
-    return [
-        path.format(task=t, model=m, init=i, seed=s)
-        for t in TASKS
-        for m in MODELS
-        for i in model_inits(m)
-        for s in SEEDS
-    ]
+    return config_checks.finetune_runs(config, path)
 
 
 def all_baselines(path="results/baselines/{task}/{baseline}/seed{seed}/metrics.json"):
     """Every task's baselines (tasks.<task>.baselines), one run per seed."""
-    return [
-        path.format(task=t, baseline=b, seed=s)
-        for t in TASKS
-        for b in TASKS[t]["baselines"]
-        for s in SEEDS
-    ]
+    return config_checks.baseline_runs(config, path)
 
 
 def resources_of(stage, key):
     return config["resources"][stage][key]
 
 
-# Every rule's `benchmark:`, which all_benchmarks() collects for provenance (the rule is the
-# folder under results/benchmarks/); provenance has none: it would be written after that job.
-BENCHMARKS = {
-    name: f"results/benchmarks/{name}/{wildcards}.tsv"
-    for name, wildcards in {
-        "acquire_genome": "{genome}",
-        "download_labelled": "{digest}/{name}",
-        "fetch_checkpoint": "{model}",
-        "fetch_dataset": "{hub_dataset}",
-        "genomic_benchmark": "{dataset}",
-        "simulate_sample": "{sample}",
-        "split_groups": "{task}",
-        "task_windows": "{task}",
-        "labelled_windows": "{task}",
-        "pretrain_windows": "pretrain",
-        "audit": "{task}",
-        "build_tokenizer": "{tokenizer}",
-        "tokenize": "{tokenizer}/{corpus}/{split}",
-        "pretrain": "{model}",
-        "finetune": "{task}/{model}/{init}/seed{seed}",
-        "baseline": "{task}/{baseline}/seed{seed}",
-        "aggregate": "aggregate",
-        "predict": "{sample}",
-    }.items()
-}
-
-
-def genomic_benchmark_datasets():
-    return config_checks.genomic_benchmark_datasets(config)
-
-
-def acquired_genomes():
-    """Every sheet genome the default target acquires: pretraining, task and reference genomes."""
-    return at_parse_time(config_checks.acquired_genomes, config, GENOMES)
-
-
 def all_benchmarks():
     """The benchmark file of every job the default target runs, but provenance's own."""
-    tokenizers = sorted({MODELS[m]["tokenizer"] for m in MODELS})
-    pretraining_tokenizers = sorted({MODELS[m]["tokenizer"] for m in PRETRAINED})
-    simulated = [s for s in SAMPLES if parse_source(SAMPLES[s]).kind != "local"]
-    b = BENCHMARKS
-    return [
-        *expand(b["acquire_genome"], genome=acquired_genomes()),
-        *(
-            b["download_labelled"].format(digest=Path(p).parent.name, name=Path(p).name)
-            for p in LABELLED_DOWNLOADS
-        ),
-        *expand(b["fetch_checkpoint"], model=PUBLISHED),
-        *expand(b["fetch_dataset"], hub_dataset=[Path(d).name for d in HUB_DATASETS]),
-        *expand(b["genomic_benchmark"], dataset=genomic_benchmark_datasets()),
-        *expand(b["simulate_sample"], sample=simulated),
-        *expand(b["split_groups"], task=GENOME_TASKS),
-        *expand(b["task_windows"], task=GENOME_TASKS),
-        *expand(b["labelled_windows"], task=LABELLED_TASKS),
-        *([b["pretrain_windows"]] if PRETRAINING else []),
-        *expand(b["audit"], task=TASKS),
-        *expand(b["build_tokenizer"], tokenizer=tokenizers),
-        *expand(
-            b["tokenize"],
-            tokenizer=pretraining_tokenizers,
-            corpus="pretrain",
-            split=CORPUS_SPLITS,
-        ),
-        *expand(b["tokenize"], tokenizer=tokenizers, corpus=TASKS, split=SPLITS),
-        *expand(b["pretrain"], model=PRETRAINED),
-        *all_runs(b["finetune"]),
-        *all_baselines(b["baseline"]),
-        b["aggregate"],
-        *expand(b["predict"], sample=SAMPLES),
-    ]
+    return at_parse_time(config_checks.benchmark_files, config, GENOMES)
 
 
 def audit_gate(wildcards):

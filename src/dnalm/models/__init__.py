@@ -167,6 +167,25 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def no_decay(name: str, param: torch.nn.Parameter) -> bool:
+    """Norms, biases (every parameter under 2-d) and Hyena's implicit filters skip weight decay.
+
+    The filter MLP, its positional encoding and modulation (`filter_fn`) define long
+    convolution kernels; HyenaDNA trains them without weight decay, like norms and biases.
+    """
+    return param.dim() < 2 or "filter_fn" in name
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.AdamW:
+    """AdamW with `cfg.lr` and `cfg.weight_decay` on weight matrices only (see `no_decay`)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
+
+
 __all__ = [
     "ARCHITECTURES",
     "CheckpointError",
@@ -190,5 +209,7 @@ __all__ = [
     "hyenadna_config",
     "init_head",
     "load_hyenadna",
+    "make_optimizer",
     "model_config",
+    "no_decay",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 
 def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -31,4 +32,17 @@ def classification_loss(
     return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
 
 
-__all__ = ["classification_loss", "masked_mean"]
+def classify(
+    score: torch.nn.Module, outputs, attention_mask, labels, num_labels: int
+) -> SequenceClassifierOutput:
+    """The `score` head on the mean of the non-pad hidden states of a backbone's `outputs`; the
+    loss too where there are `labels`."""
+    logits = score(masked_mean(outputs.last_hidden_state, attention_mask))
+    loss = classification_loss(logits, labels, num_labels) if labels is not None else None
+    attentions = getattr(outputs, "attentions", None)
+    return SequenceClassifierOutput(
+        loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=attentions
+    )
+
+
+__all__ = ["classification_loss", "classify", "masked_mean"]

@@ -13,7 +13,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
-from .heads import classification_loss, masked_mean
+from .heads import classify
 
 
 class DnaGPTConfig(LlamaConfig):
@@ -96,15 +96,7 @@ class DnaGPTForSequenceClassification(LlamaPreTrainedModel):
         """Logits (batch, num_labels); with `labels`, cross-entropy (MSE if num_labels == 1)."""
         kwargs.setdefault("use_cache", False)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        pooled = masked_mean(outputs.last_hidden_state, attention_mask)
-        logits = self.score(pooled)
-        loss = classification_loss(logits, labels, self.num_labels) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return classify(self.score, outputs, attention_mask, labels, self.num_labels)
 
 
 __all__ = [

@@ -42,7 +42,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .heads import classification_loss, masked_mean
+from .heads import classify
 from .hyena_kernels import (
     SAVE_LIMIT_BYTES,
     VersionedCache,
@@ -529,7 +529,34 @@ class HyenaModel(HyenaPreTrainedModel):
         )
 
 
-class HyenaForCausalLM(HyenaPreTrainedModel):
+class HyenaWithHead(HyenaPreTrainedModel):
+    """What both heads on the `hyena` backbone share: its input embeddings, and a forward pass
+    that hands the backbone's outputs to the subclass's `head` (which says what it returns)."""
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.hyena.backbone.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.hyena.backbone.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ):
+        outputs = self.hyena(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+        )
+        return self.head(outputs, attention_mask, labels, **kwargs)
+
+
+class HyenaForCausalLM(HyenaWithHead):
     """HyenaDNA with a next-token head tied to the input embeddings (padded vocabulary)."""
 
     _tied_weights_keys = {"lm_head.weight": "hyena.backbone.embeddings.word_embeddings.weight"}
@@ -540,35 +567,16 @@ class HyenaForCausalLM(HyenaPreTrainedModel):
         self.lm_head = nn.Linear(config.d_model, padded_vocab_size(config), bias=False)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.hyena.backbone.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.hyena.backbone.embeddings.word_embeddings = value
-
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head = new_embeddings
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> CausalLMOutput:
+    def head(self, outputs, attention_mask, labels, **kwargs) -> CausalLMOutput:
         """Logits over the padded vocabulary; with `labels`, the mean next-token cross-entropy
         (position t predicts label t+1; label -100 is ignored). Like Llama's loss, a
         `num_items_in_batch` from `Trainer` turns the mean into sum / num_items_in_batch."""
-        outputs = self.hyena(
-            input_ids=input_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-        )
         logits = self.lm_head(outputs.last_hidden_state).float()
         loss = None
         if labels is not None:
@@ -584,7 +592,7 @@ class HyenaForCausalLM(HyenaPreTrainedModel):
         return CausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
 
-class HyenaForSequenceClassification(HyenaPreTrainedModel):
+class HyenaForSequenceClassification(HyenaWithHead):
     """HyenaDNA backbone + linear `score` head on the mean of the non-pad hidden states.
 
     Loads the `hyena.*` weights of a `HyenaForCausalLM` checkpoint; only `score` is new.
@@ -597,33 +605,9 @@ class HyenaForSequenceClassification(HyenaPreTrainedModel):
         self.score = nn.Linear(config.d_model, config.num_labels)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.hyena.backbone.embeddings.word_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.hyena.backbone.embeddings.word_embeddings = value
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput:
+    def head(self, outputs, attention_mask, labels, **kwargs) -> SequenceClassifierOutput:
         """Logits (batch, num_labels); with `labels`, cross-entropy (MSE if num_labels == 1)."""
-        outputs = self.hyena(
-            input_ids=input_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-        )
-        pooled = masked_mean(outputs.last_hidden_state, attention_mask)
-        logits = self.score(pooled)
-        loss = classification_loss(logits, labels, self.num_labels) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states
-        )
+        return classify(self.score, outputs, attention_mask, labels, self.num_labels)
 
 
 __all__ = [
