@@ -112,6 +112,20 @@ class LabelledInputError(ValueError):
         return (_rebuild_error, (self.path, self.message, self.line, self.record, self.column))
 
 
+def require_columns(
+    path: str | os.PathLike[str], wanted: dict, columns: list, line: int | None = None
+) -> None:
+    """Each named column (source.<key>_column) must exist; the error lists the file's columns."""
+    for key, column in wanted.items():
+        if column is not None and column not in columns:
+            raise LabelledInputError(
+                path,
+                f"no column {column!r} (the file has: {', '.join(map(str, columns))}); set "
+                f"source.{key}_column to the column that holds the {key}",
+                line=line,
+            )
+
+
 def _rebuild_error(path, message, line, record, column) -> LabelledInputError:
     return LabelledInputError(path, message, line=line, record=record, column=column)
 
@@ -214,14 +228,7 @@ def read_table(
         "id": id_column,
         "split": split_column,
     }
-    for key, column in wanted.items():
-        if column is not None and column not in raw.columns:
-            raise LabelledInputError(
-                path,
-                f"no column {column!r} (the file has: {', '.join(map(str, raw.columns))}); "
-                f"set source.{key}_column to the column that holds the {key}",
-                line=1,
-            )
+    require_columns(path, wanted, list(raw.columns), line=1)
     if raw.empty:
         raise LabelledInputError(path, "no rows after the header")
     lines = np.arange(2, len(raw) + 2)  # line 1 is the header
@@ -519,13 +526,7 @@ def read_hf_dataset(
             "id": id_column,
             "group": group_column,
         }
-        for key, column in wanted.items():
-            if column is not None and column not in table.column_names:
-                raise LabelledInputError(
-                    file,
-                    f"no column {column!r} (the file has: {', '.join(table.column_names)}); set "
-                    f"source.{key}_column to the column that holds the {key}",
-                )
+        require_columns(file, wanted, table.column_names)
         names = _class_label_names(table.schema, label_column)
         labels = table.column(label_column).to_pandas()
         if names is not None:
