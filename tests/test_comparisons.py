@@ -242,6 +242,24 @@ def test_answer_table_gives_the_best_of_each_kind_and_the_verdict(study):
     assert list(table.columns[:2]) == ["task", "verdict"]
 
 
+def test_a_level_interval_stays_within_the_metric_range(tmp_path):
+    """Near-perfect runs whose seeds differ: the seed-level t draw would cross 1 unclipped."""
+    rng = np.random.default_rng(3)
+    shared = rng.normal(0, 1, N)
+    paths = [
+        write_run(tmp_path, "hyena-micro", "scratch", seed, scores(rng, sep, shared))
+        for seed, sep in enumerate((2.0, 9.0, 14.0))
+    ]
+    study = Study.read(collect_runs(paths), FAST)
+    dirs = list(study.runs["run_dir"])
+    points = [study.point[d]["auroc"] for d in dirs]
+    assert max(points) > 0.99 and max(points) - min(points) > 0.03
+    for metric, floor in (("auroc", 0.0), ("accuracy", 0.0), ("mcc", -1.0)):
+        mean, lo, hi = study.level("task", dirs, metric)
+        assert floor <= lo <= mean <= hi <= 1.0, (metric, lo, mean, hi)
+    assert study.level("task", dirs, "auroc")[2] == 1.0  # clipped, not above
+
+
 def test_outcome_rules():
     # the interval must exclude 0 and the Holm-adjusted p must be under 0.05
     assert outcome(0.012, 0.050, 0.004) == "better"

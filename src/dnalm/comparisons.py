@@ -294,7 +294,9 @@ class Study:
             scale = spread(point) / math.sqrt(len(run_dirs))
             boot = boot + scale * self._seed_draws(len(run_dirs), task, metric, *run_dirs)
         lo, hi, _ = self._interval(boot)
-        return float(point.mean()), lo, hi
+        # the seed-level t draw is unbounded; a metric is not (AUROC of 1.0015 means 1)
+        floor = -1.0 if metric == "mcc" else 0.0
+        return float(point.mean()), *(min(max(v, floor), 1.0) for v in (lo, hi))
 
     def compare(self, task: str, a: pd.DataFrame, b: pd.DataFrame) -> list[dict]:
         """One row per metric: a - b on the task's test split, paired by seed and example."""
