@@ -280,7 +280,10 @@ def outside_references(root: Path) -> list[str]:
     for name in SCANNED:
         path = root / name
         files += [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    files = [p for p in files if "__pycache__" not in p.parts]
+    # build products (bytecode, the egg-info pip writes from an older README) are not our text
+    files = [
+        p for p in files if not any(x == "__pycache__" or x.endswith(".egg-info") for x in p.parts)
+    ]
     found = []
     for path in files:
         try:
@@ -303,6 +306,8 @@ def test_outside_check_finds_each_kind(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config/b.yaml").write_text("# as DESIGN.md says\n# fixed in issue 12\n")
     (tmp_path / "README.md").write_text("fine\n")
+    (tmp_path / "src/pkg.egg-info").mkdir(parents=True)
+    (tmp_path / "src/pkg.egg-info/PKG-INFO").write_text("built from ../shared/data\n")
     found = outside_references(tmp_path)
     assert [f.split(":")[:2] for f in found] == [
         ["docs/a.md", "2"],
