@@ -1,5 +1,7 @@
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from dnalm.tokenization import (
     encode_bytes,
     encoder_for,
     kmer_tokenizer,
+    load_encoder,
     load_tokenizer,
     lookup_table,
     reverse_complement,
@@ -118,6 +121,48 @@ def test_save_load_round_trip(tmp_path):
         == tok(seq, add_special_tokens=False)["input_ids"]
     )
     assert again.decode(tok("ACGTN", add_special_tokens=False)["input_ids"]) == "ACGTN"
+
+
+@pytest.mark.parametrize("kind", ["char", "kmer3", "kmer6x6", "bpe"])
+def test_light_encoder_equals_transformers_one(tmp_path, kind):
+    """The corpus jobs' encoder, read with `tokenizers` alone, is the one `transformers` gives."""
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACGTACGTacgtNRy"), n)) for n in (0, 1, 5, 97, 1000)]
+    make = {
+        "char": char_tokenizer,
+        "kmer3": lambda: kmer_tokenizer(3, 1),
+        "kmer6x6": lambda: kmer_tokenizer(6, 6),
+        "bpe": lambda: bpe_tokenizer([s.upper() for s in seqs] * 4, 40),
+    }[kind]
+    save_tokenizer(make(), tmp_path / "tok")
+    heavy, light = encoder_for(load_tokenizer(tmp_path / "tok")), load_encoder(tmp_path / "tok")
+    for attr in ("kind", "spec", "dtype", "pad_id", "unk_id"):
+        assert getattr(light, attr) == getattr(heavy, attr), attr
+    assert len(light.tokenizer) == len(heavy.tokenizer)
+    assert light.tokenizer.get_vocab() == heavy.tokenizer.get_vocab()
+    for a, b in zip(light.encode_many(seqs), heavy.encode_many(seqs), strict=True):
+        assert a.dtype == b.dtype and a.tolist() == b.tolist()
+
+
+def test_light_encoder_does_not_import_torch(tmp_path):
+    save_tokenizer(kmer_tokenizer(2, 1), tmp_path / "tok")
+    code = (
+        "import sys; from dnalm.tokenization import load_encoder; "
+        f"e = load_encoder({str(tmp_path / 'tok')!r}); "
+        "print(e.kind, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["kmer", "False", "False"]
+
+
+def test_light_encoder_names_a_broken_config(tmp_path):
+    save_tokenizer(char_tokenizer(), tmp_path / "tok")
+    config_path = tmp_path / "tok" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["pad_token"] = "[NOPE]"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"tokenizer_config.json names no pad_token that its"):
+        load_encoder(tmp_path / "tok")
 
 
 def test_bulk_encoding_matches_tokenizer():

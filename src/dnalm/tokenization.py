@@ -336,6 +336,50 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 
+class SavedTokenizer:
+    """What the bulk encoder reads of a saved tokenizer directory, loaded with `tokenizers` alone.
+
+    A corpus job only encodes: loading through `transformers` would import torch, ~5 s of CPU
+    per job for nothing. Same vocabulary, special-token ids and `dnalm_tokenizer` entry as
+    `load_tokenizer(path)` (tested for every kind).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import json
+
+        from tokenizers import Tokenizer
+
+        directory = Path(path)
+        self.name_or_path = str(directory)
+        self.backend_tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.init_kwargs = json.loads((directory / "tokenizer_config.json").read_text())
+        self.pad_token_id = self._special_id("pad_token")
+        self.unk_token_id = self._special_id("unk_token")
+
+    def _special_id(self, key: str) -> int:
+        token = self.init_kwargs.get(key)
+        if isinstance(token, dict):  # a serialised AddedToken
+            token = token.get("content")
+        idx = self.backend_tokenizer.token_to_id(token) if isinstance(token, str) else None
+        if idx is None:
+            raise ValueError(
+                f"tokenizer {self.name_or_path!r}: tokenizer_config.json names no {key} that its "
+                "vocabulary holds; rebuild the tokenizer with dnalm"
+            )
+        return int(idx)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend_tokenizer.get_vocab(with_added_tokens=True)
+
+    def __len__(self) -> int:
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+
+
+def load_encoder(path: str | Path) -> SequenceEncoder:
+    """The bulk encoder of a saved tokenizer directory, without importing `transformers`."""
+    return SequenceEncoder(SavedTokenizer(path))
+
+
 def tokenizer_spec(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
     """Kind and options a tokenizer was built with (tokenizers saved before kinds existed are
     character tokenizers)."""

@@ -4,11 +4,11 @@ from pathlib import Path
 
 from dnalm.corpus import tokenize_windows
 from dnalm.runtime import job_log
-from dnalm.tokenization import encoder_for, load_tokenizer
+from dnalm.tokenization import load_encoder
 
 with job_log(snakemake.log[0]) as log:
-    tokenizer = load_tokenizer(Path(snakemake.input.tokenizer).parent)
-    encoder = encoder_for(tokenizer)
+    encoder = load_encoder(Path(snakemake.input.tokenizer).parent)
+    tokenizer = encoder.tokenizer
     prefix = Path(snakemake.output.bin).with_suffix("")
     # The parquet path, not a DataFrame: the table is read in row batches, genomes by block.
     n = tokenize_windows(
