@@ -1,5 +1,5 @@
 """Shared fixtures: the real data folder, small normalised genomes, one thread for torch, and
-the shipped configs' job graphs, planned once per session."""
+what is made once per session: the shipped configs' job graphs, and the simulated chain's run."""
 
 from __future__ import annotations
 
@@ -153,6 +153,15 @@ def planned_dag() -> Callable[[str], str]:
         return out.stdout
 
     return plan
+
+
+@pytest.fixture(scope="session")
+def chain_run(tmp_path_factory):
+    """The simulated chain, run once per session (through the test SLURM cluster where it can
+    start): `tests/chain_run.py`."""
+    from chain_run import run_chain
+
+    yield from run_chain(tmp_path_factory)
 
 
 def dag_jobs(dot: str) -> tuple[dict[str, str], set[tuple[str, str]]]:

@@ -177,14 +177,11 @@ def plan_after(workdir: Path, config: dict, change=None, sheet: list[dict] | Non
         write_workdir(workdir, config, simulated_sheet())
 
 
-def test_simulated_chain_end_to_end(tmp_path):
-    config = tiny_config("config/genomes.tsv")
-    # gpt-micro reads 2-mers, so a tokenizer change can be seen to leave hyena-micro alone
-    config["tokenizers"]["kmer"] = {"kind": "kmer", "k": 2}
-    config["models"]["gpt-micro"]["tokenizer"] = "kmer"
-    write_workdir(tmp_path, config, simulated_sheet())
-    snakemake(tmp_path)
-    runs = check_results(tmp_path, config)
+def test_simulated_chain_end_to_end(chain_run):
+    """The chain's run (tests/chain_run.py: through SLURM where the test cluster starts, else
+    local), its outputs, and what each change to it reruns."""
+    work, config = chain_run.workdir, chain_run.config
+    runs = check_results(work, config)
     models = runs[runs["init"] != "baseline"]
     assert models["params"].gt(50_000).all()
     assert runs.loc[runs["init"] == "baseline", "params"].gt(1_000).all()  # k-mer LR, CNN
@@ -192,23 +189,23 @@ def test_simulated_chain_end_to_end(tmp_path):
     # genomes normalised and indexed; pretraining corpus excludes the test genomes
     for g in ("virus0", "host2"):
         for ext in ("", ".fai", ".gzi"):
-            assert (tmp_path / f"resources/genomes/{g}.fa.gz{ext}").exists()
-    corpus = pd.read_csv(tmp_path / "results/windows/pretrain/corpus.tsv", sep="\t")
+            assert (work / f"resources/genomes/{g}.fa.gz{ext}").exists()
+    corpus = pd.read_csv(work / "results/windows/pretrain/corpus.tsv", sep="\t")
     test_genomes = set(
-        pd.read_parquet(tmp_path / "results/windows/virus_vs_host/test.parquet")["genome"]
+        pd.read_parquet(work / "results/windows/virus_vs_host/test.parquet")["genome"]
     )
     assert set(corpus.loc[corpus["role"] == "excluded", "genome"]) == test_genomes
     # no group on two sides of the split
     sides = {
-        s: set(pd.read_parquet(tmp_path / f"results/windows/virus_vs_host/{s}.parquet")["group"])
+        s: set(pd.read_parquet(work / f"results/windows/virus_vs_host/{s}.parquet")["group"])
         for s in ("train", "val", "test")
     }
     assert not (sides["train"] & sides["val"]) and not (sides["train"] & sides["test"])
     assert not (sides["val"] & sides["test"])
 
     # every job used exactly the threads it was given, and logged its progress
-    assert "cpu, 1 thread(s):" in (tmp_path / "logs/pretrain/gpt-micro.log").read_text()
-    run = tmp_path / "results/finetune/virus_vs_host/hyena-micro/pretrained/seed0"
+    assert "cpu, 1 thread(s):" in (work / "logs/pretrain/gpt-micro.log").read_text()
+    run = work / "results/finetune/virus_vs_host/hyena-micro/pretrained/seed0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["windows"]["test"] == len(pd.read_csv(run / "predictions.tsv", sep="\t"))
     assert (run / "model" / "model.safetensors").exists() and (
@@ -216,24 +213,24 @@ def test_simulated_chain_end_to_end(tmp_path):
     ).exists()
     assert not list((run / "model").glob("*.bin")) and not list((run / "model").glob("*.pt"))
 
-    records = pd.read_csv(tmp_path / "results/predict/mix/records.tsv", sep="\t")
+    records = pd.read_csv(work / "results/predict/mix/records.tsv", sep="\t")
     assert len(records) == 6
     assert ((records["prob_host"] + records["prob_virus"]).round(4) == 1).all()
 
     # Reruns are incremental: what each change reruns, exactly (1 task x 2 models x 2 seeds).
     # provenance keeps the whole config as a param, so any config change reruns it (cheap), and
     # `all` is counted whenever any of its inputs is remade.
-    assert planned_jobs(tmp_path) == {}
+    assert planned_jobs(work) == {}
     tail = {"aggregate": 1, "provenance": 1, "all": 1}
     # a fine-tuning setting: every run and the prediction from one of them, not the baselines
-    plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(lr=5.0e-4))
+    plan = plan_after(work, config, lambda c: c["finetune"].update(lr=5.0e-4))
     assert plan == {"finetune": 8, "predict": 1, **tail}, plan
     # a baseline's setting: that baseline's runs only (1 task x 2 seeds)
-    plan = plan_after(tmp_path, config, lambda c: c.update(baselines={"cnn": {"epochs": 3}}))
+    plan = plan_after(work, config, lambda c: c.update(baselines={"cnn": {"epochs": 3}}))
     assert plan == {"baseline": 2, **tail}, plan
     # a task's windowing: its windows, audit and tokens onward; never the split or pretraining
     plan = plan_after(
-        tmp_path, config, lambda c: c["tasks"]["virus_vs_host"].update(max_windows_per_genome=50)
+        work, config, lambda c: c["tasks"]["virus_vs_host"].update(max_windows_per_genome=50)
     )
     task_tokens = 3 * 2  # train/val/test x 2 tokenizers
     expected = {"task_windows": 1, "audit": 1, "tokenize": task_tokens, "predict": 1}
@@ -241,21 +238,19 @@ def test_simulated_chain_end_to_end(tmp_path):
     # a tokenizer setting (k of gpt-micro's k-mers): that tokenizer's shards (pretraining
     # train/val + the task's 3 splits), gpt-micro's pretraining and runs; hyena-micro's char
     # tokens, its runs and the prediction (made with hyena-micro) are left alone
-    plan = plan_after(tmp_path, config, lambda c: c["tokenizers"]["kmer"].update(k=3))
+    plan = plan_after(work, config, lambda c: c["tokenizers"]["kmer"].update(k=3))
     expected = {"build_tokenizer": 1, "tokenize": 5, "pretrain": 1, "finetune": 4}
     assert plan == {**expected, **tail}, plan
     # a pretraining setting: both pretrainings and the runs that start from them, not the
     # scratch runs (`finetune` jobs with init=scratch)
-    plan = plan_after(tmp_path, config, lambda c: c["pretrain"].update(lr=1.0e-3))
+    plan = plan_after(work, config, lambda c: c["pretrain"].update(lr=1.0e-3))
     assert plan == {"pretrain": 2, "finetune": 4, "predict": 1, **tail}, plan
     # a new seed: only its runs (one per init, task and model); the seed list is not a run's
     # param, so the existing seeds' runs stay
-    plan = plan_after(tmp_path, config, lambda c: c["finetune"].update(seeds=[0, 1, 2]))
+    plan = plan_after(work, config, lambda c: c["finetune"].update(seeds=[0, 1, 2]))
     assert plan == {"finetune": 4, "baseline": 2, **tail}, plan
     # nor is the list of inits: listed in another order, nothing but the config record reruns
-    plan = plan_after(
-        tmp_path, config, lambda c: c["finetune"].update(inits=["scratch", "pretrained"])
-    )
+    plan = plan_after(work, config, lambda c: c["finetune"].update(inits=["scratch", "pretrained"]))
     assert plan == {"provenance": 1, "all": 1}, plan
     # a new genome (a new group, pretrained on): only it is acquired; the split, both window
     # sets, every token shard, both pretrainings and every run are redone, since any of them may
@@ -267,15 +262,15 @@ def test_simulated_chain_end_to_end(tmp_path):
         "source": "simulated:virus?length=12000&family=3&seed=3",
         "pretrain": "true",
     }
-    plan = plan_after(tmp_path, config, sheet=[*simulated_sheet(), new])
+    plan = plan_after(work, config, sheet=[*simulated_sheet(), new])
     expected = {"acquire_genome": 1, "split_groups": 1, "pretrain_windows": 1, "task_windows": 1}
     expected |= {"audit": 1, "tokenize": 2 * 5, "pretrain": 2, "finetune": 8, "baseline": 4}
     assert plan == {**expected, "predict": 1, **tail}, plan
-    assert planned_jobs(tmp_path) == {}  # every case put the finished run's config back
+    assert planned_jobs(work) == {}  # every case put the finished run's config back
 
     # the report builds from the finished run
-    snakemake(tmp_path, "--report", str(tmp_path / "report.zip"))
-    assert (tmp_path / "report.zip").stat().st_size > 50_000
+    snakemake(work, "--report", str(work / "report.zip"))
+    assert (work / "report.zip").stat().st_size > 50_000
 
 
 def test_real_genomes_beat_chance(tmp_path, shared_data):
