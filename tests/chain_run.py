@@ -2,9 +2,9 @@
 
 `test_pipeline` checks its outputs and what each change reruns; `test_slurm` checks that every
 job went through SLURM with the profile's requests. One run serves both: where the test SLURM
-cluster can start (CI installs it, and fails rather than skips without it), the run goes through
-`--profile profiles/slurm` (after the data preparation, run locally); elsewhere it runs with the local executor and `test_slurm` is skipped
-with the reason. A whole run of the tiny study costs minutes of job start-ups (each torch job
+cluster can start (CI installs it, and fails rather than skips without it), the data preparation
+runs locally and the rest through `--profile profiles/slurm`; elsewhere the whole run uses the
+local executor and `test_slurm` is skipped with the reason. A whole run of the tiny study costs minutes of job start-ups (each torch job
 imports ~8 s of torch and transformers), so it is not paid twice.
 """
 
@@ -51,10 +51,9 @@ def chain_config() -> dict:
 
 
 def slurm_unavailable() -> str | None:
-    if missing_programs():
-        return (
-            f"SLURM daemons not installed ({', '.join(missing_programs())}); .ci/run installs them"
-        )
+    missing = missing_programs()
+    if missing:
+        return f"SLURM daemons not installed ({', '.join(missing)}); .ci/run installs them"
     if os.geteuid() != 0:
         return "the test SLURM cluster runs its daemons as root"
     return None

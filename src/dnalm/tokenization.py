@@ -24,6 +24,7 @@ as plain JSON data, and survive `save_pretrained` of a loaded tokenizer.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -345,8 +346,6 @@ class SavedTokenizer:
     """
 
     def __init__(self, path: str | Path) -> None:
-        import json
-
         from tokenizers import Tokenizer
 
         directory = Path(path)

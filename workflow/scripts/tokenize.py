@@ -8,7 +8,6 @@ from dnalm.tokenization import load_encoder
 
 with job_log(snakemake.log[0]) as log:
     encoder = load_encoder(Path(snakemake.input.tokenizer).parent)
-    tokenizer = encoder.tokenizer
     prefix = Path(snakemake.output.bin).with_suffix("")
     # The parquet path, not a DataFrame: the table is read in row batches, genomes by block.
     n = tokenize_windows(
@@ -16,10 +15,10 @@ with job_log(snakemake.log[0]) as log:
         dict(snakemake.params.genomes),
         encoder,
         prefix,
+        # the vocabulary's size and fingerprint are added by the writer
         meta={
             "tokenizer": str(Path(snakemake.input.tokenizer).parent),
-            "vocab_size": len(tokenizer),
-            "pad_token_id": tokenizer.pad_token_id,
+            "pad_token_id": encoder.pad_id,
             "labels": snakemake.params.labels,
         },
     )
