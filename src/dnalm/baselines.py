@@ -11,12 +11,12 @@ once and write the same `metrics.json` and `predictions.tsv` as a fine-tuning ru
 - `cnn`: the GenomicBenchmarks baseline CNN shape: an embedding of the bases, three blocks of
   convolution (kernel 8), batch norm, ReLU and max-pool (16, 8 and 4 channels), and two dense
   layers (512 units). Trained per seed with Adam, evaluated on val after every epoch, the best
-  epoch's weights kept.
+  epoch's weights kept (`dnalm.baseline_cnn`, imported only by a `cnn` run: it alone needs
+  torch).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -26,11 +26,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from dnalm.corpus import window_sequences
-from dnalm.metrics import as_written, auto_selection, classification_metrics, prediction_table
+from dnalm.metrics import (
+    as_written,
+    auto_selection,
+    better,
+    classification_metrics,
+    format_scores,
+    prediction_table,
+    scores_of,
+)
 
 BASELINES = ("kmer_lr", "cnn")
 _CODE = np.full(256, 4, dtype=np.int64)  # A C G T -> 0..3 (either case); anything else -> 4
@@ -101,129 +107,7 @@ def fit_kmer_lr(
     return (lambda seqs: model.predict_proba(kmer_frequencies(seqs, ks))), scores, c, int(params)
 
 
-# --------------------------------------------------------------------------- CNN
-
-
-class GenomicBenchmarksCNN(nn.Module):
-    """The GenomicBenchmarks baseline CNN shape, on dnalm's character ids."""
-
-    def __init__(self, n_labels: int, input_len: int, vocab_size: int = 12, embedding: int = 100):
-        super().__init__()
-        self.input_len = max(input_len, 70)  # three conv + pool blocks need 70 bases
-        self.embeddings = nn.Embedding(vocab_size, embedding)
-        blocks, channels = [], embedding
-        for out in (16, 8, 4):
-            blocks += [nn.Conv1d(channels, out, kernel_size=8), nn.BatchNorm1d(out)]
-            blocks += [nn.ReLU(), nn.MaxPool1d(2)]
-            channels = out
-        self.cnn = nn.Sequential(*blocks, nn.Flatten())
-        with torch.no_grad():
-            flat = self.cnn(torch.zeros(1, embedding, self.input_len)).shape[1]
-        self.dense = nn.Sequential(nn.Linear(flat, 512), nn.ReLU(), nn.Linear(512, n_labels))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.dense(self.cnn(self.embeddings(ids).transpose(1, 2)))
-
-
-def char_ids(sequences: Sequence[bytes], length: int) -> np.ndarray:
-    """HyenaDNA character ids (A=7 C=8 G=9 T=10 N=11, other bases [UNK]=6), right-padded with
-    [PAD]=4 or cut to `length`."""
-    table = np.full(256, 6, dtype=np.int64)
-    for i, bases in enumerate(("Aa", "Cc", "Gg", "Tt", "Nn")):
-        for b in bases:
-            table[ord(b)] = 7 + i
-    out = np.full((len(sequences), length), 4, dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        ids = table[np.frombuffer(seq[:length], dtype=np.uint8)]
-        out[row, : len(ids)] = ids
-    return out
-
-
-@torch.no_grad()
-def cnn_probs(model: GenomicBenchmarksCNN, ids: np.ndarray, batch_size: int) -> np.ndarray:
-    model.eval()
-    out = [
-        torch.softmax(model(torch.from_numpy(ids[i : i + batch_size])), -1).numpy()
-        for i in range(0, len(ids), batch_size)
-    ]
-    model.train()
-    return np.concatenate(out).astype(np.float64)
-
-
-def fit_cnn(
-    train: tuple[list, np.ndarray],
-    val: tuple[list, np.ndarray],
-    *,
-    n_labels: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    select_on: str,
-    seed: int,
-    log: Logger,
-):
-    """Train the CNN for `epochs`, keeping the epoch that scores best on val; returns (predict,
-    val scores, best epoch, number of parameters)."""
-    length = max(len(s) for s in train[0])
-    x_train, y_train = char_ids(train[0], length), torch.tensor(np.asarray(train[1]))
-    x_val = char_ids(val[0], length)
-    torch.manual_seed(seed)
-    model = GenomicBenchmarksCNN(n_labels, length)
-    x_train, x_val = (
-        np.pad(x, ((0, 0), (0, model.input_len - length)), constant_values=4)
-        for x in (x_train, x_val)
-    )
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    order_rng = np.random.default_rng(seed)
-    best = None
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
-        for rows in np.array_split(
-            order_rng.permutation(len(x_train)), max(1, len(x_train) // batch_size)
-        ):
-            if len(rows) < 2:  # batch norm needs two rows
-                continue
-            loss = nn.functional.cross_entropy(
-                model(torch.from_numpy(x_train[rows])), y_train[rows]
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        scores = scores_of(val[1], cnn_probs(model, x_val, 256), n_labels)
-        log.info(
-            f"cnn epoch {epoch}/{epochs}: val {format_scores(scores)} ({time.perf_counter() - started:.1f} s)"
-        )
-        if best is None or better(scores, best[1], select_on):
-            best = (copy.deepcopy(model.state_dict()), scores, epoch)
-    state, scores, epoch = best
-    model.load_state_dict(state)
-
-    def predict(seqs: Sequence[bytes]) -> np.ndarray:
-        ids = char_ids(seqs, model.input_len)
-        return cnn_probs(model, ids, 256)
-
-    return predict, scores, epoch, sum(p.numel() for p in model.parameters())
-
-
 # --------------------------------------------------------------------------- one run
-
-
-def scores_of(labels: np.ndarray, probs: np.ndarray, n_labels: int) -> dict[str, float]:
-    """Validation loss and metrics, as a fine-tuning run records them."""
-    labels = np.asarray(labels, dtype=np.int64)
-    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
-    return {"loss": float(-np.mean(np.log(picked))), **classification_metrics(labels, probs)}
-
-
-def better(scores: dict, best: dict, select_on: str) -> bool:
-    """Lower loss or a higher metric (first best kept on ties, as fine-tuning does)."""
-    if select_on == "loss":
-        return scores["loss"] < best["loss"]
-    return scores[select_on] > best[select_on]
-
-
-def format_scores(scores: dict) -> str:
-    return "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
 
 
 def run_baseline(
@@ -268,6 +152,9 @@ def run_baseline(
         )
         selection = {"C": chosen}
     else:
+        # the CNN alone needs torch: a kmer_lr job does not import it (~2.5 s of CPU per job)
+        from dnalm.baseline_cnn import fit_cnn
+
         predict, val_scores, chosen, params = fit_cnn(
             train,
             val,

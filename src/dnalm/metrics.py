@@ -74,3 +74,21 @@ def prediction_table(windows, labels: list[str], probs: np.ndarray):
         table[f"prob_{name}"] = probs[:, i]
     table["predicted"] = [labels[i] for i in probs.argmax(axis=1)]
     return table
+
+
+def scores_of(labels: np.ndarray, probs: np.ndarray, n_labels: int) -> dict[str, float]:
+    """Validation loss and metrics, as a fine-tuning run records them."""
+    labels = np.asarray(labels, dtype=np.int64)
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
+    return {"loss": float(-np.mean(np.log(picked))), **classification_metrics(labels, probs)}
+
+
+def better(scores: dict, best: dict, select_on: str) -> bool:
+    """Lower loss or a higher metric (first best kept on ties, as fine-tuning does)."""
+    if select_on == "loss":
+        return scores["loss"] < best["loss"]
+    return scores[select_on] > best[select_on]
+
+
+def format_scores(scores: dict) -> str:
+    return "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
