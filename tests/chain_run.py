@@ -1,11 +1,13 @@
-"""The simulated chain, run once per test session and read by two test modules.
+"""The simulated chain, run once per test session and read by two tests of `test_pipeline.py`.
 
-`test_pipeline` checks its outputs and what each change reruns; `test_slurm` checks that every
-job went through SLURM with the profile's requests. One run serves both: where the test SLURM
-cluster can start (CI installs it, and fails rather than skips without it), the data preparation
-runs locally and the rest through `--profile profiles/slurm`; elsewhere the whole run uses the
-local executor and `test_slurm` is skipped with the reason. A whole run of the tiny study costs minutes of job start-ups (each torch job
-imports ~8 s of torch and transformers), so it is not paid twice.
+`test_simulated_chain_end_to_end` checks its outputs and what each change reruns;
+`test_pipeline_runs_through_slurm` checks that every job went through SLURM with the profile's
+requests. One run serves both: where the test SLURM cluster can start (CI installs it, and fails
+rather than skips without it), the data preparation runs locally and the rest through
+`--profile profiles/slurm`; elsewhere the whole run uses the local executor and the SLURM test is
+skipped with the reason. A whole run of the tiny study costs minutes of job start-ups (each torch
+job imports ~8 s of torch and transformers), so it is not paid twice: both tests are in one file,
+which pytest-xdist (`--dist loadfile`) keeps on one worker.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _through_slurm(workdir: Path, cluster: SlurmCluster) -> subprocess.Completed
         *(sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir)),
         *("--profile", str(ROOT / "profiles/slurm"), "--jobs", "6"),
         # the profile's thread counts (8) are for real GPU nodes; this machine has 2 cores. The
-        # sbatch request keeps the profile's cpus_per_gpu, which test_slurm checks.
+        # sbatch request keeps the profile's cpus_per_gpu, which the SLURM test checks.
         "--set-threads",
         *(f"{rule}=1" for rule in GPU_RULES),
         *("--slurm-init-seconds-before-status-checks", "1"),

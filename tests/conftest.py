@@ -19,6 +19,21 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (the default, see pyproject.toml): one worker per core, at most 4. Every worker
+    runs `snakemake` with up to 2 jobs of about 1 GB each; more workers than cores only queue."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The file of the simulated chain's run (minutes) first, so that under pytest-xdist it starts
+    at once on one worker while the other workers share the rest of the suite. With
+    `--dist loadfile` a file runs on one worker, so a module or session fixture is built once if
+    its tests share a file (the chain's two tests; the shipped configs' job graphs)."""
+    first = {item.path for item in items if "chain_run" in item.fixturenames}
+    items.sort(key=lambda item: item.path not in first)  # stable: the order within is kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     import torch

@@ -319,3 +319,18 @@ def test_outside_check_finds_each_kind(tmp_path):
 def test_readme_describes_offline_use_as_the_mirror_key():
     """Offline use is the acquire.mirror key on a local folder, not a path of this machine."""
     assert "acquire: {mirror: /path/to/local/mirror}" in readme()
+
+
+def test_fixtures_that_cost_minutes_are_built_once_per_run():
+    """docs/installation.md: under pytest-xdist a test file stays on one worker (`--dist
+    loadfile`), so a session fixture whose tests all live in one file is built once. The chain's
+    run (minutes) and the shipped configs' job graphs must therefore each be used by one file."""
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    assert "--dist loadfile" in addopts["ini_options"]["addopts"]
+    for fixture in ("chain_run", "planned_dag"):
+        users = {
+            path.name
+            for path in (ROOT / "tests").glob("test_*.py")
+            if re.search(rf"^def test_\w+\([^)]*\b{fixture}\b", path.read_text(), re.M)
+        }
+        assert len(users) == 1, (fixture, users)

@@ -56,22 +56,6 @@ def test_snakefmt_is_clean():
     assert out.returncode == 0, out.stderr
 
 
-def test_study_config_plans_offline(planned_dag):
-    """config/study.yaml plans the whole study without touching the network: downloads are jobs.
-    (The plan is shared with tests/test_dag.py: planned once per session.)"""
-    jobs, _ = dag_jobs(planned_dag("config/study.yaml"))
-    counts = Counter(jobs.values())
-    study = yaml.safe_load((ROOT / "config/study.yaml").read_text())
-    runs = len(study["tasks"]) * len(study["models"]) * len(study["finetune"]["seeds"])
-    assert counts["finetune"] == 2 * runs and runs >= 9 * 4 * 3  # pretrained and scratch
-    assert counts["genomic_benchmark"] == 8 and counts["labelled_windows"] == 8
-    # every genome the study needs is acquired by a job (10 for the virus task, mm10 as reference)
-    assert counts["acquire_genome"] == 11
-    # the default config is not merged into the study's: no micro models, no demo sample
-    assert counts["pretrain"] == len(study["models"]) == 4
-    assert "predict" not in counts and "simulate_sample" not in counts
-
-
 # ---- mistakes caught at parse time ------------------------------------------------------------
 
 SHEET = (
