@@ -285,7 +285,12 @@ StorageLoc=slurm_acct_db
             self.linked = False
 
     def __enter__(self) -> SlurmCluster:
-        return self.start()
+        # a failed start never reaches __exit__: stop what it spawned (MariaDB was left running)
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
