@@ -325,8 +325,8 @@ def test_fixtures_that_cost_minutes_are_built_once_per_run():
     """docs/installation.md: under pytest-xdist a test file stays on one worker (`--dist
     loadfile`), so a session fixture whose tests all live in one file is built once. The chain's
     run (minutes) and the shipped configs' job graphs must therefore each be used by one file."""
-    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
-    assert "--dist loadfile" in addopts["ini_options"]["addopts"]
+    pytest_options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    assert "--dist loadfile" in pytest_options["ini_options"]["addopts"]
     for fixture in ("chain_run", "planned_dag"):
         users = {
             path.name

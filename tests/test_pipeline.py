@@ -325,8 +325,8 @@ def test_real_genomes_beat_chance(tmp_path, shared_data):
 # ---- the chain's run through SLURM ------------------------------------------------------------
 # `--profile profiles/slurm` on a real single-node SLURM cluster (tests/slurm_cluster.py): every
 # job is submitted with sbatch, accounted in slurmdbd, and the GPU rules ask for what the profile
-# says. The run is the simulated chain's (tests/chain_run.py), which the test above checks; the two
-# tests share a file so that pytest-xdist (`--dist loadfile`) runs the chain once.
+# says. The run is the simulated chain's (tests/chain_run.py), which test_simulated_chain_end_to_end
+# checks; the two tests share a file so that pytest-xdist (`--dist loadfile`) runs the chain once.
 
 
 def test_pipeline_runs_through_slurm(chain_run: ChainRun) -> None:

@@ -100,7 +100,7 @@ def fit_cnn(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        scores = scores_of(val[1], cnn_probs(model, x_val, 256), n_labels)
+        scores = scores_of(val[1], cnn_probs(model, x_val, 256))
         log.info(
             f"cnn epoch {epoch}/{epochs}: val {format_scores(scores)} ({time.perf_counter() - started:.1f} s)"
         )

@@ -96,7 +96,7 @@ def fit_kmer_lr(
             StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
         )
         model.fit(x_train, train[1])
-        scores = scores_of(val[1], model.predict_proba(x_val), n_labels=model[-1].classes_.size)
+        scores = scores_of(val[1], model.predict_proba(x_val))
         log.info(f"kmer_lr C={c:g}: val {format_scores(scores)}")
         if best is None or better(scores, best[1], select_on):
             best = (model, scores, c)
@@ -152,7 +152,7 @@ def run_baseline(
         )
         selection = {"C": chosen}
     else:
-        # the CNN alone needs torch: a kmer_lr job does not import it (~2.5 s of CPU per job)
+        # the CNN alone needs torch: a kmer_lr job does not import it (~2.8 s of CPU per job)
         from dnalm.baseline_cnn import fit_cnn
 
         predict, val_scores, chosen, params = fit_cnn(

@@ -76,7 +76,7 @@ def prediction_table(windows, labels: list[str], probs: np.ndarray):
     return table
 
 
-def scores_of(labels: np.ndarray, probs: np.ndarray, n_labels: int) -> dict[str, float]:
+def scores_of(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Validation loss and metrics, as a fine-tuning run records them."""
     labels = np.asarray(labels, dtype=np.int64)
     picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)
