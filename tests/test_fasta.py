@@ -445,8 +445,12 @@ def test_normalise_rejects_bad_arguments_before_writing(tmp_path: Path) -> None:
         read_fasta(src, empty_records="warn")
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         normalise_fasta(src, tmp_path / "g.fa.gz", threads=0)
-    with pytest.raises(ValueError, match="compress_level must be an integer 1-9"):
-        normalise_fasta(src, tmp_path / "g.fa.gz", compress_level=0)
+    with pytest.raises(ValueError, match="compress_level for zlib must be an integer 1-9"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", compressor="zlib", compress_level=0)
+    with pytest.raises(ValueError, match="compress_level for isal must be an integer 0-3"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", compress_level=6)
+    with pytest.raises(ValueError, match=r"compressor must be one of \['isal', 'zlib'\]"):
+        normalise_fasta(src, tmp_path / "g.fa.gz", compressor="gzip")
     assert [p.name for p in tmp_path.iterdir()] == ["in.fa"]
 
 
@@ -821,7 +825,7 @@ def test_normalise_writes_the_files_of_the_htslib_writer_synthetic(
     _reference_normalise(src, reference, **options)
     for threads in (1, 3):
         dest = tmp_path / f"threads{threads}" / "g.fa.gz"
-        normalise_fasta(src, dest, threads=threads, **options)
+        normalise_fasta(src, dest, threads=threads, compressor="zlib", **options)
         assert _four_files(dest) == _four_files(reference)
 
 
@@ -845,22 +849,39 @@ def test_normalise_writes_the_files_of_the_htslib_writer_real(
     reference.parent.mkdir()
     _reference_normalise(src, reference, **options)
     dest = tmp_path / "new" / "g.fa.gz"
-    normalise_fasta(src, dest, threads=2, **options)
+    normalise_fasta(src, dest, threads=2, compressor="zlib", **options)
     assert _four_files(dest) == _four_files(reference)
 
 
-def test_other_compression_levels_keep_the_content(tmp_path: Path) -> None:
-    src = _write(tmp_path / "in.fa", _SYNTHETIC["blocks"])
-    level6, level1 = tmp_path / "l6" / "g.fa.gz", tmp_path / "l1" / "g.fa.gz"
-    normalise_fasta(src, level6)
-    normalise_fasta(src, level1, compress_level=1, threads=2)
-    assert level1.stat().st_size > level6.stat().st_size
-    assert list(read_fasta(level1)) == list(read_fasta(level6))
-    six, one = _four_files(level6), _four_files(level1)
-    assert (six["fai"], six["bed"]) == (one["fai"], one["bed"])
-    with pysam.FastaFile(str(level1)) as fa:  # the .gzi points at level 1's own blocks
-        assert fa.fetch("next", 69_990, 70_000) == "N" * 10
-        assert (
-            fa.fetch("big", 1_000_000, 1_000_010)
-            == open_genome(level6)["big"][1_000_000:1_000_010].seq
-        )
+@pytest.mark.parametrize("src", [None, ECOLI], ids=["synthetic", "ecoli"])
+def test_every_compression_keeps_the_content(tmp_path: Path, src: Path | None) -> None:
+    """ISA-L (the default) and zlib at levels 1 and 6 write other .fa.gz/.gzi bytes, but the
+    same sequence, .fai and BED, and each .gzi points at its own file's blocks."""
+    if src is None:
+        src = _write(tmp_path / "in.fa", _SYNTHETIC["blocks"])
+    else:
+        require_data(src)
+    dests = {}
+    for name, options in {
+        "isal": {},
+        "isal0": {"compress_level": 0},
+        "zlib6": {"compressor": "zlib"},
+        "zlib1": {"compressor": "zlib", "compress_level": 1},
+    }.items():
+        dests[name] = tmp_path / name / "g.fa.gz"
+        normalise_fasta(src, dests[name], threads=2, **options)
+    files = {name: _four_files(dest) for name, dest in dests.items()}
+    assert len({f["fa.gz"] for f in files.values()}) == 4
+    assert len({(f["fai"], f["bed"]) for f in files.values()}) == 1
+    sizes = {name: dest.stat().st_size for name, dest in dests.items()}
+    assert sizes["zlib6"] < sizes["zlib1"] and sizes["zlib6"] < sizes["isal0"]
+    first = list(read_fasta(dests["zlib6"]))
+    for name, dest in dests.items():
+        assert list(read_fasta(dest)) == first, name
+        faidx = open_genome(dest)  # pyfaidx and htslib (pysam) both read through the .gzi
+        with pysam.FastaFile(str(dest)) as fa:
+            for record, seq in first:
+                for start in (0, len(seq) // 2, max(0, len(seq) - 70_000)):
+                    assert fa.fetch(record, start, start + 10) == seq[start : start + 10], name
+                    assert faidx[record][start : start + 10].seq == seq[start : start + 10]
+        faidx.close()

@@ -117,6 +117,11 @@ CASES = {
         "model 'm': unknown size 'huge' for arch 'hyena'; choose one of micro, tiny-1k, "
         "small-32k, medium-160k, medium-450k, large-1m",
     ),
+    "compression level the library lacks": (
+        SHEET,
+        {"acquire": {"compress_level": 6}},
+        "acquire: compress_level for isal must be an integer 0-3, got 6",
+    ),
     "unknown arch": (
         SHEET,
         {"models": {"m": {"arch": "rnn", "size": "micro", "tokenizer": "char"}}},

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from dnalm.bgzf import compression_level
 from dnalm.fasta import is_gzip, record_lengths
 from dnalm.hub import HubError, parse_init_from
 from dnalm.hyenadna_config import CheckpointError, check_entry, check_entry_settings
@@ -221,6 +222,7 @@ def check_config(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
     names, tokenizers and models, local files, window lengths, tasks, prediction."""
     if "pretrain" in config["tasks"]:
         raise ConfigError("'pretrain' is reserved for the pretraining corpus; rename that task")
+    check_acquire(config)
     check_models(config)
     check_inits(config)
     check_local_sources(config, sheet)
@@ -232,6 +234,15 @@ def check_config(config: Mapping[str, Any], sheet: pd.DataFrame) -> None:
         if task not in labelled:
             check_genome_task(config, sheet, task)
     check_predict(config)
+
+
+def check_acquire(config: Mapping[str, Any]) -> None:
+    """A compression level the chosen library has (the schema only knows 0-9)."""
+    acquire = config["acquire"]
+    try:
+        compression_level(acquire["compression"], acquire["compress_level"])
+    except ValueError as err:
+        raise ConfigError(f"acquire: {err}") from None
 
 
 def check_models(config: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from dnalm.bgzf import DEFAULT_COMPRESSOR, compression_level
 from dnalm.fasta import ambiguous_bed_path, normalise_fasta, verify_checksum
 from dnalm.runtime import job_log
 from dnalm.simulate import parse_simulated_source, simulate_genome, write_fasta
@@ -36,15 +37,18 @@ with job_log(snakemake.log[0]) as log:
             if checksum:
                 verify_checksum(raw, checksum)
                 log.info("checksum verified: %s", checksum)
-        level = snakemake.config.get("acquire", {}).get("compress_level", 6)
+        acquire = snakemake.config.get("acquire", {})
+        compressor = acquire.get("compression", DEFAULT_COMPRESSOR)
+        level = compression_level(compressor, acquire.get("compress_level"))
         log.info(
-            "normalising %s: %d thread(s), compression level %d", raw, snakemake.threads, level
+            "normalising %s: %d thread(s), %s level %d", raw, snakemake.threads, compressor, level
         )
         stats = normalise_fasta(
             raw,
             out,
             ambiguous_bed=True,
             threads=snakemake.threads,
+            compressor=compressor,
             compress_level=level,
             **snakemake.params.normalise,
         )
