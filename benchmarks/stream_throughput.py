@@ -9,9 +9,10 @@ fresh subprocess (so that the peak RSS is that step's own):
   read          the plain read: every record fetched by region in blocks of --block-size bases
                 (pysam.FastaFile.fetch, the reader the tokenize step used until it read the
                 regions' bytes itself), nothing else done
-  windows       the windows step as the pipeline runs it: `windows_for_genome` from the .fai and
-                the BED of non-ACGT runs that normalisation wrote (no base read) + the parquet
-  windows-read  the same without the BED (`use_bed=False`): every record streamed by block
+  windows       the windows step as the pipeline runs it: `corpus_windows` (the pretraining
+                corpus's windows) from the .fai and the BED of non-ACGT runs that normalisation
+                wrote (no base read), and its parquet written by `write_parquet`
+  windows-read  the same from `windows_for_genome(use_bed=False)`: every record streamed
   tokens        the tokenize step: `tokenize_windows` from that parquet to a shard (char tokenizer)
   write         writing a file of zeros as large as that shard's .bin (8 MiB writes): the disk's
                 share
@@ -23,9 +24,10 @@ tokens step the shard's size (.bin + .idx + .meta.json) per genome base.
 Every genome is first normalised as the acquire step does (`normalise_fasta`), which writes the
 BED of non-ACGT runs (`{genome}.ambiguous.bed.gz`) the windows step reads. That step is not part
 of windows+tokens (it runs once per genome, whatever the windows and tokenizers), but its cost is
-shown in a second table, each variant in a fresh subprocess: with the BED (the default) and
-without it (`ambiguous_bed=False`) on 1 thread, and with the BED on 2 threads at zlib level 6
-(the bytes htslib writes) and level 1. Its ratios are to the plain read, in wall time (threads
+shown in a second table, each variant in a fresh subprocess: the default compression (ISA-L
+level 1) with the BED (the default) and without it (`ambiguous_bed=False`) on 1 thread and with
+the BED on 2 threads, then zlib level 6 (the bytes htslib's bgzip writes, the default until
+2026-11-30) and level 1 on 2 threads. Its ratios are to the plain read, in wall time (threads
 work side by side) and in CPU time (every thread's CPU counted).
 
 Genomes: E. coli K-12 (4.6 Mbp, from ../shared/data), the hg38 chr2 slice (2.3 Mbp, soft-masked,
@@ -58,12 +60,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "genomes" / "nonviral"
 HG38 = "Hsapiens_hg38_chr2_1-2333275.fa.gz"
 STEPS = ("stream", "read", "windows-read", "windows", "tokens", "write")
-# normalisation: (step, BED, threads, zlib level); level 6 writes htslib's bytes
+# normalisation: step -> (BED, threads, compressor, level); zlib 6 writes htslib's bytes
 NORMALISE = {
-    "normalise-nobed": (False, 1, 6),
-    "normalise": (True, 1, 6),
-    "normalise-2t": (True, 2, 6),
-    "normalise-2t-l1": (True, 2, 1),
+    "normalise-nobed": (False, 1, "isal", 1),
+    "normalise": (True, 1, "isal", 1),
+    "normalise-2t": (True, 2, "isal", 1),
+    "normalise-2t-zlib6": (True, 2, "zlib", 6),
+    "normalise-2t-zlib1": (True, 2, "zlib", 1),
 }
 
 
@@ -88,12 +91,14 @@ def _bases(path: Path) -> int:
 
 def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> dict:
     """One step on one genome, timed `reps` times in this process; prints nothing."""
+    import pandas as pd
     import pysam
 
     from dnalm.corpus import tokenize_windows
     from dnalm.fasta import ambiguous_bed_path, normalise_fasta, record_lengths
+    from dnalm.files import write_parquet
     from dnalm.tokenization import char_tokenizer, encoder_for
-    from dnalm.windows import WindowSpec, windows_for_genome
+    from dnalm.windows import WindowSpec, corpus_windows, windows_for_genome
 
     spec = WindowSpec(args.length, args.stride, 0.1)
     table = work / f"{genome.name}.windows.parquet"
@@ -101,12 +106,19 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
         encoder = encoder_for(char_tokenizer())
     if step in NORMALISE:  # `genome` is the source
         dest = work / ("" if step == "normalise" else step) / args.dest  # later steps read
-        dest.parent.mkdir(parents=True, exist_ok=True)  # work/<genome>: level 6, 1 thread
+        dest.parent.mkdir(parents=True, exist_ok=True)  # work/<genome>: the default, 1 thread
 
     def run() -> None:
         if step in NORMALISE:
-            bed, threads, level = NORMALISE[step]
-            normalise_fasta(genome, dest, ambiguous_bed=bed, threads=threads, compress_level=level)
+            bed, threads, compressor, level = NORMALISE[step]
+            normalise_fasta(
+                genome,
+                dest,
+                ambiguous_bed=bed,
+                threads=threads,
+                compressor=compressor,
+                compress_level=level,
+            )
         elif step == "stream":
             with pysam.BGZFile(str(genome), "rb") as fh:
                 while fh.read(1 << 20):
@@ -116,11 +128,12 @@ def measure(step: str, genome: Path, work: Path, args: argparse.Namespace) -> di
                 for chrom, length in record_lengths(genome).items():
                     for start in range(0, length, args.block_size):
                         fasta.fetch(chrom, start, min(length, start + args.block_size))
-        elif step in ("windows", "windows-read"):
-            use_bed = step == "windows"
-            win = windows_for_genome(genome, spec, block_size=args.block_size, use_bed=use_bed)
-            win = win.assign(genome="g", strand="+", label="", label_id=-1, group="g")
-            win.to_parquet(table, index=False)
+        elif step == "windows":  # the pretraining corpus's windows, written as the rule does
+            write_parquet(table, corpus_windows(["g"], {"g": genome}, spec))
+        elif step == "windows-read":
+            win = windows_for_genome(genome, spec, block_size=args.block_size, use_bed=False)
+            win = pd.DataFrame({"genome": "g", **win, "strand": "+", "label": "", "label_id": -1})
+            write_parquet(table, win.assign(group="g"))
         elif step == "write":
             block = bytes(8 << 20)
             with open(work / "zeros.bin", "wb") as out:
@@ -310,7 +323,7 @@ def main() -> None:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         normalising = [
-            "| genome | normalise | threads | zlib level | wall s | Mbp/s | vs read | CPU s | "
+            "| genome | normalise | threads | compression | wall s | Mbp/s | vs read | CPU s | "
             "CPU Mbp/s | CPU vs read | peak RSS MB | BED runs |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
@@ -346,10 +359,11 @@ def main() -> None:
                 "shard_bytes": m["tokens"]["shard_bytes"],
             }
             read = m["read"]
-            for k, (bed, threads, level) in NORMALISE.items():
+            for k, (bed, threads, compressor, level) in NORMALISE.items():
                 x = norm[k]
                 normalising.append(
-                    f"| {name} | {'with' if bed else 'without'} BED | {threads} | {level} | "
+                    f"| {name} | {'with' if bed else 'without'} BED | {threads} | "
+                    f"{compressor} {level} | "
                     f"{x['wall_s']:.3f} | {n / 1e6 / x['wall_s']:.1f} | "
                     f"{read['wall_s'] / x['wall_s']:.3f}x | {x['cpu_s']:.3f} | "
                     f"{n / 1e6 / x['cpu_s']:.1f} | {read['cpu_s'] / x['cpu_s']:.3f}x | "

@@ -58,6 +58,30 @@ def _shard_rows(prefix):
     return [shard[i].tolist() for i in range(len(shard))], shard.labels.tolist()
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [WindowSpec(1000, 500, 1.0), WindowSpec(100, 3001, 1.0), WindowSpec(70_000, 70_000, 1.0)],
+    ids=["overlapping", "gaps", "touching"],
+)
+def test_char_ids_cut_from_bgzf_pieces(tmp_path, spec):
+    """A record of several BGZF blocks: the char encoder translates block by block, and one
+    span (overlapping or touching windows) or several (gaps between windows) is cut from the
+    pieces: the ids are the tokenizer's, from a table in memory and from parquet alike."""
+    rng = np.random.default_rng(11)
+    seq = "".join(BASES[rng.integers(0, 9, 300_001)])
+    path = write_genome(tmp_path, "g", [("chrA", seq)])
+    tok = char_tokenizer()
+    win = windows_for_genome(path, spec).assign(genome="g", strand="+", label_id=0)
+    win.to_parquet(tmp_path / "w.parquet", index=False)
+    expected = _expected(win, {"chrA": seq}, tok)
+    for block_size in (10**9, 65_000):
+        for source in (win, tmp_path / "w.parquet"):
+            tokenize_windows(
+                source, {"g": path}, encoder_for(tok), tmp_path / "s", block_size=block_size
+            )
+            assert _shard_rows(tmp_path / "s")[0] == expected, (block_size, source)
+
+
 @pytest.mark.parametrize("strands", ["+", "-", "+-", "++-"])
 def test_tokens_equal_tokenizer_for_any_block_size(genome, tmp_path, strands):
     path, records = genome
@@ -280,6 +304,8 @@ def test_inline_sequences(tmp_path):
         ({"end": 7002}, r"row 3: window g chrA:\d+-7002 is empty or outside the record"),
         ({"start": -5}, r"row 3: window g chrA:-5-\d+ is empty or outside"),
         ({"end": 0}, r"row 3: window g chrA:\d+-0 is empty or outside"),
+        ({"chrom": None}, r"row 3: genome or chrom is missing"),
+        ({"genome": None}, r"row 3: genome or chrom is missing"),
     ],
 )
 def test_bad_window_rows_name_the_row_and_leave_nothing(genome, tmp_path, change, message):

@@ -374,3 +374,26 @@ def test_views_share_ids_and_the_bin_ends_at_the_farthest_row(tmp_path):
         ShardWriter(tmp_path / "x", np.uint8) as w,
     ):
         w.add_views(stream, np.array([15]), np.array([6]), np.zeros(1))
+
+
+def test_ids_in_pieces_are_stored_as_if_joined(tmp_path):
+    """The tokenize step hands over one piece per BGZF block: the files are byte for byte
+    those of the joined ids, the tail past the farthest view is cut across pieces too."""
+    from dnalm.shards import ShardWriter
+
+    stream = np.arange(7, 47, dtype=np.uint8)
+    pieces = [stream[:3], stream[3:3], stream[3:17], stream[17:]]
+    views = (np.array([0, 2, 16, 5]), np.array([4, 15, 2, 0]), np.arange(4))
+    for name, ids in (("joined", stream), ("pieces", pieces)):
+        with ShardWriter(tmp_path / name, np.uint8) as writer:
+            writer.add_views(ids, *views)
+            writer.add_views(ids, np.array([30]), np.array([5]), np.ones(1))
+    for ext in ("bin", "idx", "meta.json"):
+        joined, split = (tmp_path / f"{n}.{ext}" for n in ("joined", "pieces"))
+        assert joined.read_bytes() == split.read_bytes(), ext
+    assert read_meta(tmp_path / "pieces")["stored_tokens"] == 18 + 35
+    with (
+        pytest.raises(ValueError, match="are not views into 40 ids"),
+        ShardWriter(tmp_path / "x", np.uint8) as w,
+    ):
+        w.add_views(pieces, np.array([38]), np.array([3]), np.zeros(1))

@@ -37,12 +37,12 @@ import logging
 import os
 import random
 import struct
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from isal import isal_zlib
 
 from dnalm.files import CommitOrAbort, temporary_sibling, write_json
 
@@ -90,7 +90,7 @@ class _BlockChecksums:
         at = 0
         while at < len(data):
             take = min(len(data) - at, self.block_bytes - self._fill)
-            self._crc = zlib.crc32(data[at : at + take], self._crc)
+            self._crc = isal_zlib.crc32(data[at : at + take], self._crc)
             self._fill += take
             at += take
             if self._fill == self.block_bytes:
@@ -184,24 +184,36 @@ class ShardWriter(CommitOrAbort):
         self.add_views(ids, np.cumsum(lengths) - lengths, lengths, labels)
 
     def add_views(
-        self, ids: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, labels: np.ndarray
+        self,
+        ids: np.ndarray | Sequence[np.ndarray],
+        offsets: np.ndarray,
+        lengths: np.ndarray,
+        labels: np.ndarray,
     ) -> None:
         """Sequences that are views into `ids`, which is stored once: sequence i is
-        `ids[offsets[i] : offsets[i] + lengths[i]]`. Overlapping views share their ids."""
-        ids = np.ascontiguousarray(ids, dtype=self.dtype).reshape(-1)
+        `ids[offsets[i] : offsets[i] + lengths[i]]`. Overlapping views share their ids.
+        `ids` may come in pieces, stored one after the other as if joined (no joined copy)."""
+        pieces = [ids] if isinstance(ids, np.ndarray) else list(ids)
+        pieces = [np.ascontiguousarray(p, dtype=self.dtype).reshape(-1) for p in pieces]
+        total = sum(len(p) for p in pieces)
         offsets = np.asarray(offsets, dtype=np.int64)
         lengths = np.asarray(lengths, dtype=np.int64)
         ends = offsets + lengths
         if not len(offsets) == len(lengths) == len(labels) or (
-            len(offsets) and (offsets.min() < 0 or lengths.min() < 0 or ends.max() > len(ids))
+            len(offsets) and (offsets.min() < 0 or lengths.min() < 0 or ends.max() > total)
         ):
             raise ValueError(
                 f"{self.prefix}: {len(offsets)} offsets, {len(lengths)} lengths and "
-                f"{len(labels)} labels are not views into {len(ids)} ids"
+                f"{len(labels)} labels are not views into {total} ids"
             )
         # Store no ids past the farthest-reaching view: the .bin then ends where its index says.
         top = int(ends.max()) if len(ends) else 0
-        base = self._write_ids(ids[:top])
+        base, left = self.tokens, top
+        for piece in pieces:
+            if left <= 0:
+                break
+            self._write_ids(piece[:left])
+            left -= len(piece)
         self._flush_rows()
         rows = np.empty(len(lengths), dtype=INDEX_DTYPE)
         rows["offset"] = base + np.minimum(offsets, top)
@@ -214,7 +226,7 @@ class ShardWriter(CommitOrAbort):
     def _write_rows(self, rows: np.ndarray) -> None:
         data = rows.tobytes()
         self._index.write(data)
-        self._index_crc = zlib.crc32(data, self._index_crc)
+        self._index_crc = isal_zlib.crc32(data, self._index_crc)
 
     def _flush_rows(self) -> None:
         if self._rows:
@@ -307,7 +319,7 @@ class TokenShard:
         self.dtype = np.dtype(dtype)
         raw = _read_bytes(self.paths["idx"], self.prefix)
         self.index, body = _parse_index(raw, self.paths["idx"], self.prefix)
-        self.index_checksum = f"{zlib.crc32(memoryview(raw)[body:]):08x}"
+        self.index_checksum = f"{isal_zlib.crc32(memoryview(raw)[body:]):08x}"
         size = _file_size(self.paths["bin"], self.prefix)
         _check_bin_size(self.paths["bin"], size, self.index, self.dtype, self.prefix)
         if size == 0:
@@ -363,7 +375,7 @@ class TokenShard:
             for b in picks:
                 fh.seek(b * block)
                 view = memoryview(buf)[: fh.readinto(buf)]
-                crc = f"{zlib.crc32(view):08x}"
+                crc = f"{isal_zlib.crc32(view):08x}"
                 if crc != sums[b]:
                     raise ShardError(
                         f"{bin_path}: block {b} of {len(sums)} (bytes {b * block:,}-"
