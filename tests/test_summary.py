@@ -205,5 +205,14 @@ def test_software_versions_match_the_running_software():
     table = software_versions().set_index("software")["version"]
     assert table["torch"] == torch.__version__
     assert table["cuda_available"] == str(torch.cuda.is_available())
-    for name in ("python", "snakemake", "transformers", "tokenizers", "numpy", "pandas", "pysam"):
+    for name in (
+        "python",
+        "snakemake",
+        "transformers",
+        "tokenizers",
+        "numpy",
+        "pandas",
+        "pysam",
+        "isal",
+    ):
         assert table[name] and table[name] != "not installed", name

@@ -439,6 +439,7 @@ SOFTWARE = (
     "numpy",
     "pandas",
     "pysam",
+    "isal",  # writes and reads the normalised genomes
     "scikit-learn",
     "matplotlib",
     "safetensors",
