@@ -219,16 +219,16 @@ def read_window_batches(
     path: str | Path, batch_rows: int = BATCH_ROWS, columns: list[str] | None = None
 ) -> Iterator[pd.DataFrame]:
     """A window table (parquet) in row batches, so that its size never sets the memory."""
-    return _parquet_batches(pq.ParquetFile(path, pre_buffer=False), batch_rows, columns)
+    batches = _arrow_batches(pq.ParquetFile(path, pre_buffer=False), batch_rows, columns)
+    return (batch.to_pandas(use_threads=False) for batch in batches)
 
 
-def _parquet_batches(
+def _arrow_batches(
     table: pq.ParquetFile, batch_rows: int, columns: list[str] | None
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[pa.RecordBatch]:
     # One thread: arrow's thread pool and read-ahead cost more CPU than they save on batches of
     # 64k rows (about 1.5 ms of the ~10 ms that tokenizing a one-window table costs, measured).
-    for batch in table.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
-        yield batch.to_pandas(use_threads=False)
+    return table.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 def _batches(windows: WindowTable) -> tuple[Iterable[pd.DataFrame | pa.RecordBatch], str]:
@@ -240,25 +240,17 @@ def _batches(windows: WindowTable) -> tuple[Iterable[pd.DataFrame | pa.RecordBat
         columns = [c for c in _COLUMNS_READ if c in names]  # not label/group: less to decode
         # arrow batches, not DataFrames: converting a batch to pandas costs more than the
         # columns' own reading (1.6 ms against 2.8 for a 4,500-window table, measured)
-        batches = table.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False)
-        return batches, str(windows)
+        return _arrow_batches(table, BATCH_ROWS, columns), str(windows)
     return windows, "window table"
 
 
-def _codes(column: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list]:
-    """(code of each row, the distinct values in order of first appearance), as pd.factorize."""
-    if isinstance(column, pd.Series):
-        codes, names = pd.factorize(column)
-        return codes, list(names)
+def _codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """(code of each row, -1 where null; the distinct values in order of first appearance)."""
     encoded = column.dictionary_encode()
-    if column.null_count:
-        return encoded.indices.fill_null(-1).to_numpy(), encoded.dictionary.to_pylist()
-    return encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
+    return encoded.indices.fill_null(-1).to_numpy(), encoded.dictionary.to_pylist()
 
 
-def _numbers(column: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
-    if isinstance(column, pd.Series):
-        return column.to_numpy(np.int64)
+def _numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if column.null_count:
         raise ValueError("cannot convert NA to integer")  # as pandas says it
     return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
@@ -431,26 +423,22 @@ def window_blocks(
             n = len(batch)
             if n == 0:
                 continue
-            names = batch.schema.names if isinstance(batch, pa.RecordBatch) else batch.columns
+            if isinstance(batch, pd.DataFrame):  # one path, arrow's, for tables and parquet
+                batch = pa.RecordBatch.from_pandas(batch, preserve_index=False)
+            names = batch.schema.names
+            labels = _numbers(batch["label_id"]) if "label_id" in names else np.zeros(n, int)
             if "sequence" in names:
-                if isinstance(batch, pa.RecordBatch):
-                    batch = batch.to_pandas()
-                labels = _numbers(batch["label_id"]) if "label_id" in names else np.zeros(n, int)
-                yield from _inline_blocks(batch, labels, block_size, source, row0)
+                yield from _inline_blocks(batch.to_pandas(), labels, block_size, source, row0)
                 row0 += n
                 continue
             missing = [c for c in ("genome", "chrom", "start", "end") if c not in names]
             if missing:
                 raise ValueError(f"{source}: column(s) {', '.join(missing)} missing")
-            labels = _numbers(batch["label_id"]) if "label_id" in names else np.zeros(n, int)
             starts, ends = _numbers(batch["start"]), _numbers(batch["end"])
-            if "strand" not in names:
-                minus = np.zeros(n, bool)
-            elif isinstance(batch, pa.RecordBatch):
+            minus = np.zeros(n, bool)
+            if "strand" in names:
                 minus = pc.fill_null(pc.equal(batch["strand"], "-"), False)
                 minus = minus.to_numpy(zero_copy_only=False)
-            else:
-                minus = batch["strand"].eq("-").to_numpy(bool, na_value=False)
             genome_codes, genome_names = _codes(batch["genome"])
             chrom_codes, chrom_names = _codes(batch["chrom"])
             change = (genome_codes[1:] != genome_codes[:-1]) | (chrom_codes[1:] != chrom_codes[:-1])
